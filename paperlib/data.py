@@ -1,0 +1,245 @@
+"""Benchmark data: manifests, resolution, download, verification, and the demo set.
+
+Every dataset is described by ``data_manifests/<name>.json``: its files with
+sha256, their split, the licence/terms note and where to download it. A
+dataset folder is looked for, in this order:
+
+1. ``data_root/<name>`` when a data root is given (function argument / notebook parameter);
+2. ``$PAPERLIB_DATA/<name>``;
+3. the user cache (``$PAPERLIB_CACHE`` or the OS cache dir, e.g. ``~/.cache/paperlib``);
+4. a download into the cache with pooch, from the manifest's sources in order.
+
+Files are verified against the manifest before use; a file whose checksum
+does not match is refused by name. When nothing works, ``DataNotFound`` says
+where it looked and how to provide the data.
+
+``demo`` is a built-in set of scikit-image's bundled photos, always available.
+It is NOT a benchmark: anything computed on it is not comparable with the papers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pooch
+from tqdm.auto import tqdm
+
+__all__ = ["ENV_VAR", "CACHE_ENV_VAR", "MANIFEST_DIR", "DEMO", "DEMO_NOTE", "DataNotFound", "ChecksumError",
+           "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo"]
+
+ENV_VAR = "PAPERLIB_DATA"
+CACHE_ENV_VAR = "PAPERLIB_CACHE"
+MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
+DEMO = "demo"
+DEMO_NOTE = ("DEMO DATA (scikit-image sample photos): the benchmark images were not found, so these "
+             "numbers are NOT comparable with the papers")
+_DEMO_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "brick")
+
+
+class DataNotFound(FileNotFoundError):
+    """A dataset is not available locally and could not be downloaded."""
+
+
+class ChecksumError(ValueError):
+    """A file exists but its content differs from the manifest."""
+
+
+def names() -> list:
+    return sorted(p.stem for p in MANIFEST_DIR.glob("*.json")) + [DEMO]
+
+
+def manifest(name: str) -> dict:
+    path = MANIFEST_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names())}")
+    return json.loads(path.read_text())
+
+
+def cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env) if env else Path(pooch.os_cache("paperlib"))
+
+
+def _entries(man: dict, split) -> list:
+    if split is None:
+        return man["files"]
+    splits = [split] if isinstance(split, str) else list(split)
+    unknown = set(splits) - set(man["splits"])
+    if unknown:
+        raise ValueError(f"{man['name']} has no split {sorted(unknown)}; splits: {sorted(man['splits'])}")
+    return [f for f in man["files"] if f["split"] in splits]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_verified: dict = {}  # (path, size, mtime_ns) -> sha256, so a session hashes each file once
+
+
+def _hash_cached(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = _sha256(path)
+    return _verified[key]
+
+
+def verify(name: str, folder, split=None) -> list:
+    """Check ``folder`` against the manifest; return the verified file paths, sorted.
+
+    Raises FileNotFoundError listing missing files, ChecksumError naming every
+    file whose sha256 differs.
+    """
+    man = manifest(name)
+    folder = Path(folder)
+    entries = _entries(man, split)
+    missing = [e["path"] for e in entries if not (folder / e["path"]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{name}: {len(missing)} of {len(entries)} files missing in {folder} "
+                                f"(first: {', '.join(missing[:3])})")
+    bad = [e["path"] for e in entries if _hash_cached(folder / e["path"]) != e["sha256"]]
+    if bad:
+        raise ChecksumError(f"{name}: refusing {len(bad)} file(s) in {folder} whose sha256 does not match "
+                            f"the manifest: {', '.join(bad)}")
+    return sorted(folder / e["path"] for e in entries)
+
+
+def _candidates(name: str, data_root) -> list:
+    out = []
+    if data_root is not None:
+        out.append(("data_root argument", Path(data_root).expanduser() / name))
+    if os.environ.get(ENV_VAR):
+        out.append((f"${ENV_VAR}", Path(os.environ[ENV_VAR]).expanduser() / name))
+    out.append(("user cache", cache_dir() / name))
+    return out
+
+
+def locate(name: str, data_root=None, split=None, download_missing: bool = True) -> Path:
+    """The verified folder of ``name`` (see the module docstring for the search order)."""
+    man = manifest(name)
+    _entries(man, split)  # unknown split: ValueError now, not a failed search
+    tried = []
+    for label, folder in _candidates(name, data_root):
+        if not folder.is_dir():
+            tried.append(f"{label}: {folder} (not there)")
+            continue
+        try:
+            verify(name, folder, split)
+            return folder
+        except FileNotFoundError as err:  # incomplete copy: keep looking
+            tried.append(f"{label}: {err}")
+    if download_missing:
+        try:
+            folder = download(name, split=split)
+            verify(name, folder, split)
+            return folder
+        except ChecksumError:
+            raise
+        except Exception as err:  # noqa: BLE001 - reported below with every place tried
+            tried.append(f"download into {cache_dir() / name}: {type(err).__name__}: {err}")
+    raise DataNotFound(
+        f"dataset {name!r} not found. Looked in:\n  - " + "\n  - ".join(tried) +
+        f"\nProvide it by passing data_root=DIR (DIR/{name}/... as in the manifest), setting "
+        f"${ENV_VAR}=DIR, or downloading from {man['official_page']}; "
+        f"check a copy with `python -m paperlib data verify {name} --root DIR`.")
+
+
+def _fetch_files(source: dict, entries: list, dest: Path) -> None:
+    registry = {e["path"]: f"sha256:{e['sha256']}" for e in entries}
+    fetcher = pooch.create(path=dest, base_url=source["base_url"], registry=registry, retry_if_failed=1)
+    for e in tqdm(entries, desc=f"download {dest.name}", leave=False):
+        fetcher.fetch(e["path"])
+
+
+def _fetch_archive(source: dict, entries: list, dest: Path) -> None:
+    archive = Path(pooch.retrieve(source["url"], known_hash=source.get("sha256"),
+                                  path=cache_dir() / "_archives", progressbar=True))
+    strip = source.get("strip", "")
+    wanted = {strip + e["path"]: dest / e["path"] for e in entries}
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            members = [(m.name, m) for m in tar.getmembers() if m.isfile() and m.name in wanted]
+            for member_name, m in members:
+                _write_atomic(wanted[member_name], tar.extractfile(m).read())
+    elif zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for member_name in zf.namelist():
+                if member_name in wanted:
+                    _write_atomic(wanted[member_name], zf.read(member_name))
+    else:
+        raise ValueError(f"{archive} is neither a tar nor a zip archive")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def download(name: str, split=None) -> Path:
+    """Download ``name`` into the user cache from its manifest's sources and verify it."""
+    man = manifest(name)
+    dest = cache_dir() / name
+    entries = _entries(man, split)
+    errors = []
+    for source in man["sources"]:
+        try:
+            if source["kind"] == "files":
+                _fetch_files(source, entries, dest)
+            elif source["kind"] == "archive":
+                _fetch_archive(source, entries, dest)
+            else:
+                raise ValueError(f"unknown source kind {source['kind']!r}")
+            verify(name, dest, split)
+            return dest
+        except ChecksumError:
+            raise
+        except Exception as err:  # noqa: BLE001 - try the next source
+            errors.append(f"{source.get('url') or source.get('base_url')}: {type(err).__name__}: {err}")
+    raise DataNotFound(f"could not download {name}: " + " | ".join(errors))
+
+
+def _demo_paths() -> list:
+    """Materialise scikit-image's bundled photos as PNG files (once) and return their paths."""
+    from PIL import Image
+    import skimage.data
+    folder = cache_dir() / DEMO
+    paths = []
+    for n in _DEMO_IMAGES:
+        path = folder / f"{n}.png"
+        if not path.is_file():
+            buf = __import__("io").BytesIO()
+            Image.fromarray(np.asarray(getattr(skimage.data, n)())).save(buf, format="PNG")
+            _write_atomic(path, buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def image_paths(name: str, split=None, data_root=None, download_missing: bool = True) -> list:
+    """Verified image files of dataset ``name`` (optionally one split or a list of splits)."""
+    if name == DEMO:
+        return _demo_paths()
+    folder = locate(name, data_root, split, download_missing)
+    return verify(name, folder, split)
+
+
+def images_or_demo(name: str, split=None, data_root=None, download_missing: bool = True):
+    """``(paths, note)``: the dataset, or the demo set with ``DEMO_NOTE`` if it cannot be had.
+
+    ``note`` is None for real benchmark data. Checksum mismatches are never papered over.
+    """
+    try:
+        return image_paths(name, split, data_root, download_missing), None
+    except DataNotFound as err:  # the message's last line says how to provide the data
+        return _demo_paths(), f"{DEMO_NOTE} ({name}: {str(err).splitlines()[-1]})"
