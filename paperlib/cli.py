@@ -1,4 +1,4 @@
-"""Command line: ``python -m paperlib {baseline,data} ...``."""
+"""Command line: ``python -m paperlib {baseline,evaluate,models,data} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import data, protocols
+from . import data, protocols, zoo
 
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
@@ -41,6 +41,45 @@ def cmd_baseline(args) -> int:
         print(f"{'QF':>4} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'PSNR-B':>8}")
         for r in rows:
             print(f"{r['qf']:>4} {r['n_images']:>6} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {r['psnrb']:>8.2f}")
+    return 0
+
+
+def _metrics(r, prefix: str) -> dict:
+    return {k: _json_float(float(getattr(r, f"{prefix}_{k}"))) for k in ("psnr", "ssim", "psnrb")}
+
+
+def cmd_evaluate(args) -> int:
+    from .models.cascnn import enhance
+    model = zoo.load(args.model)
+    proto = protocols.get(args.protocol)
+    if proto.color:
+        raise SystemExit(f"error: {args.model} restores gray images; use --protocol gray")
+    files = image_files(args.images)
+    per_image = protocols.evaluate(files, args.qf, proto, restore=lambda img, qf: enhance(model, img),
+                                   progress=not args.json)
+    rows = [{"qf": int(r.qf), "n_images": int(r.n_images), "jpeg": _metrics(r, "jpeg"),
+             "restored": _metrics(r, "restored")} for r in protocols.summarize(per_image).itertuples()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    meta = zoo.info(args.model)
+    print(f"{args.model}: trained at QF {meta['qf']}, budget {meta['budget']!r}, {meta['steps']} steps; "
+          f"protocol {proto.name!r}")
+    print(f"{'QF':>4} {'images':>6}  {'JPEG PSNR/SSIM/PSNR-B':>24}  {'restored PSNR/SSIM/PSNR-B':>26}")
+    for r in rows:
+        j, o = r["jpeg"], r["restored"]
+        print(f"{r['qf']:>4} {r['n_images']:>6}  {j['psnr']:8.2f} {j['ssim']:7.4f} {j['psnrb']:7.2f}  "
+              f"{o['psnr']:10.2f} {o['ssim']:7.4f} {o['psnrb']:7.2f}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    if not zoo.names():
+        print("no trained models committed")
+    for name in zoo.names():
+        m = zoo.info(name)
+        print(f"{name:16s} {m['arch']:8s} QF {m['qf']!s:>6}  budget {m['budget']:6s} {m['steps']:>6} steps "
+              f"{m['wall_time_s'] / 60:6.1f} min  data: {', '.join(m['data']['sources'])}")
     return 0
 
 
@@ -83,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="gray", choices=sorted(protocols.PROTOCOLS))
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
     p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("evaluate", help="JPEG vs restored PSNR / SSIM / PSNR-B of a committed model")
+    p.add_argument("--model", required=True, help="a name from `python -m paperlib models`")
+    p.add_argument("--images", required=True, help="folder of uncompressed images")
+    p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
+    p.add_argument("--protocol", default="gray", choices=sorted(protocols.PROTOCOLS))
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list the committed trained models")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("data", help="list, verify or fetch benchmark datasets")
     p.add_argument("action", choices=["list", "verify", "fetch"])

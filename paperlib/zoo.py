@@ -1,0 +1,76 @@
+"""The project's own trained networks, by name (``cascnn-q20``, ...), committed in ``checkpoints/``.
+
+Each network is three files: ``<name>.pt`` (fp16 inference weights, see
+``paperlib.checkpoint.export_fp16``), ``<name>.json`` (what trained it: budget,
+data, steps, wall time, git commit, sha256 of the weights) and ``<name>.log.csv``
+(its training log, for the training-curve figures). ``publish`` makes them from
+a finished training run; ``load`` verifies the sha256 before building the model.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .report import ROOT
+
+__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "publish", "log"]
+
+CHECKPOINT_DIR = ROOT / "checkpoints"
+
+
+def _builders():
+    from .models.cascnn import load_cascnn
+    return {"CASCNN": load_cascnn}
+
+
+def names() -> list:
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.json"))
+
+
+def info(name: str) -> dict:
+    path = CHECKPOINT_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(names()) or 'none'}")
+    return json.loads(path.read_text())
+
+
+def load(name: str, device: str = "cpu"):
+    """The network ``name`` in float32 eval mode, after checking its file against the manifest."""
+    meta = info(name)
+    path = CHECKPOINT_DIR / meta["file"]
+    if ckpt.sha256(path) != meta["sha256"]:
+        raise ValueError(f"{path}: sha256 does not match {name}.json; refusing to load it")
+    return _builders()[meta["arch"]](path, device=device)
+
+
+def log(name: str):
+    """The training log of ``name`` as a pandas DataFrame."""
+    import pandas as pd
+    return pd.read_csv(CHECKPOINT_DIR / f"{name}.log.csv")
+
+
+def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> Path:
+    """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest."""
+    run_dir = Path(run_dir)
+    dest = Path(dest) if dest is not None else CHECKPOINT_DIR
+    run = json.loads((run_dir / "manifest.json").read_text())
+    if not run.get("finished"):
+        raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((run_dir / weights, dest / f"{name}.pt"), (run_dir / "log.csv", dest / f"{name}.log.csv")):
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    meta = {
+        "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt", "sha256": ckpt.sha256(dest / f"{name}.pt"),
+        "bytes": (dest / f"{name}.pt").stat().st_size, "storage": "float16 weights, loaded as float32",
+        "qf": run["qf"], "budget": run["budget"], "budget_config": run["budget_config"],
+        "steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
+        "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
+        "torch_version": run.get("torch_version"), "threads": run.get("threads"),
+        "throughput_last_chunk": run.get("throughput_last_chunk"),
+    }
+    ckpt.write_json_atomic(meta, dest / f"{name}.json")
+    return dest / f"{name}.json"
