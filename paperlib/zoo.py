@@ -22,7 +22,8 @@ CHECKPOINT_DIR = ROOT / "checkpoints"
 
 def _builders():
     from .models.cascnn import load_cascnn
-    return {"CASCNN": load_cascnn}
+    from .models.svoboda import load_svoboda
+    return {"CASCNN": load_cascnn, "L4": load_svoboda, "L8": load_svoboda}
 
 
 def names() -> list:
