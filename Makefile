@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures test clean-venv
+.PHONY: setup figures test clean-venv cascnn-checkpoints
 
 setup: $(STAMP)
 
@@ -30,3 +30,13 @@ test: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# How the committed CAS-CNN checkpoints were trained (`cpu` budget; hours on this 2-core CPU).
+# Resumable: rerun after an interruption. QF20 first, the other QFs start from it (as in the paper).
+CASCNN_DERIVED_STEPS ?= 1000
+cascnn-checkpoints: $(STAMP)
+	$(BIN)/python -m paperlib.models.cascnn --qf 20 --budget cpu --out runs/cascnn-q20 --publish
+	set -e; for q in 10 40 60 80; do \
+	  $(BIN)/python -m paperlib.models.cascnn --qf $$q --budget cpu --steps $(CASCNN_DERIVED_STEPS) \
+	    --init-from checkpoints/cascnn-q20.pt --out runs/cascnn-q$$q --publish; \
+	done

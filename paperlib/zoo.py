@@ -53,13 +53,18 @@ def log(name: str):
 
 
 def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> Path:
-    """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest."""
+    """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest.
+
+    ``steps`` is the step the weights were taken at (the end of the MS phase for
+    ``cascnn_ms_fp16.pt``); ``run_steps`` and ``wall_time_s`` are the whole run's.
+    """
     run_dir = Path(run_dir)
     dest = Path(dest) if dest is not None else CHECKPOINT_DIR
     run = json.loads((run_dir / "manifest.json").read_text())
     if not run.get("finished"):
         raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
     dest.mkdir(parents=True, exist_ok=True)
+    weights_meta = ckpt.load_fp16(run_dir / weights)[1]  # an MS-phase export knows its own step
     for src, dst in ((run_dir / weights, dest / f"{name}.pt"), (run_dir / "log.csv", dest / f"{name}.log.csv")):
         tmp = dst.with_name(f".{dst.name}.tmp")
         shutil.copyfile(src, tmp)
@@ -68,7 +73,8 @@ def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> P
         "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt", "sha256": ckpt.sha256(dest / f"{name}.pt"),
         "bytes": (dest / f"{name}.pt").stat().st_size, "storage": "float16 weights, loaded as float32",
         "qf": run["qf"], "budget": run["budget"], "budget_config": run["budget_config"],
-        "steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
+        "steps": weights_meta.get("steps", run["steps_done"]), "phase": weights_meta.get("phase", "final"),
+        "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
         "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
         "torch_version": run.get("torch_version"), "threads": run.get("threads"),
         "throughput_last_chunk": run.get("throughput_last_chunk"),

@@ -38,6 +38,7 @@ def test_publish_writes_weights_log_and_manifest(zoo_dir, smoke_run):
     net = zoo.load("cascnn-q20")
     ref = torch.load(smoke_run / "cascnn_fp16.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(net.state_dict()[k], v.float()) for k, v in ref.items())
+    assert (zoo.info("cascnn-q20-ms")["steps"], zoo.info("cascnn-q20-ms")["phase"]) == (3, "ms")
     ms = zoo.load("cascnn-q20-ms")
     assert not all(torch.equal(ms.state_dict()[k], net.state_dict()[k]) for k in ref)  # one more step
 

@@ -373,6 +373,8 @@ def _main(argv=None):
     ap.add_argument("--time-budget", type=float, default=None, help="seconds for this call")
     ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
     ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
+    ap.add_argument("--publish", action="store_true",
+                    help="when finished, commit-ready copies to checkpoints/ as cascnn-q{QF} and cascnn-q{QF}-ms")
     a = ap.parse_args(argv)
 
     def load(specs):
@@ -396,6 +398,10 @@ def _main(argv=None):
         return
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
+    if a.publish and res.finished:
+        from .. import zoo
+        print("published", zoo.publish(a.out, f"cascnn-q{a.qf}"),
+              zoo.publish(a.out, f"cascnn-q{a.qf}-ms", weights="cascnn_ms_fp16.pt"))
 
 
 if __name__ == "__main__":
