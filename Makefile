@@ -33,7 +33,7 @@ clean-venv:
 
 # How the committed CAS-CNN checkpoints were trained (`cpu` budget; hours on this 2-core CPU).
 # Resumable: rerun after an interruption. QF20 first, the other QFs start from it (as in the paper).
-CASCNN_DERIVED_STEPS ?= 1000
+CASCNN_DERIVED_STEPS ?= 1200
 cascnn-checkpoints: $(STAMP)
 	$(BIN)/python -m paperlib.models.cascnn --qf 20 --budget cpu --out runs/cascnn-q20 --publish
 	set -e; for q in 10 40 60 80; do \
