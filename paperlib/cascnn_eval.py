@@ -15,10 +15,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import data, images, protocols, published, reproduce
+from . import protocols, published, reproduce
 
 __all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "PUBLISHED_ONLY", "network_name", "provenance",
-           "zoo_provenance", "run_info", "load_specs", "evaluate_network", "enhance_batch", "center_crops", "evaluate_arrays",
+           "zoo_provenance", "run_info", "evaluate_network", "enhance_batch", "center_crops", "evaluate_arrays",
            "table2", "ints_or_blank", "match_classic5", "fig6_table", "ipsnr_by_qf"]
 
 TABLE_II_QFS = (10, 20, 40, 60, 80)
@@ -71,24 +71,6 @@ def zoo_provenance(name: str) -> dict:
 def run_info(run_dir) -> dict:
     """A training run's manifest.json (see ``train_cascnn``)."""
     return json.loads((Path(run_dir) / "manifest.json").read_text())
-
-
-def load_specs(specs: Iterable[str], data_root=None, min_side: int | None = None, limit: int | None = None):
-    """Gray (luma) images of dataset specs ``name[:split]``; no demo fallback (training must not guess).
-
-    Drops images with a side below ``min_side`` (the training crop) and keeps the
-    first ``limit`` of each spec when given. Returns ``(images, n_dropped)``.
-    """
-    out, dropped = [], 0
-    for spec in specs:
-        name, _, split = spec.partition(":")
-        paths = data.image_paths(name, split or None, data_root=data_root)
-        imgs = [images.read_gray(p) for p in (paths[:limit] if limit else paths)]
-        if min_side:
-            dropped += sum(min(im.shape) < min_side for im in imgs)
-            imgs = [im for im in imgs if min(im.shape) >= min_side]
-        out += imgs
-    return out, dropped
 
 
 def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False):

@@ -30,7 +30,8 @@ import pooch
 from tqdm.auto import tqdm
 
 __all__ = ["ENV_VAR", "CACHE_ENV_VAR", "MANIFEST_DIR", "DEMO", "DEMO_NOTE", "DataNotFound", "ChecksumError",
-           "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo"]
+           "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo",
+           "gray_images"]
 
 ENV_VAR = "PAPERLIB_DATA"
 CACHE_ENV_VAR = "PAPERLIB_CACHE"
@@ -243,3 +244,23 @@ def images_or_demo(name: str, split=None, data_root=None, download_missing: bool
         return image_paths(name, split, data_root, download_missing), None
     except DataNotFound as err:  # the message's last line says how to provide the data
         return _demo_paths(), f"{DEMO_NOTE} ({name}: {str(err).splitlines()[-1]})"
+
+
+def gray_images(specs, data_root=None, min_side: int | None = None, limit: int | None = None):
+    """Gray-protocol luma arrays of dataset specs ``name[:split]`` (e.g. ``"bsds500:train"``), for training.
+
+    No demo fallback: training must not silently use other data. Images with a
+    side below ``min_side`` (the training crop) are dropped; ``limit`` keeps the
+    first images of each spec. Returns ``(images, n_dropped)``.
+    """
+    from .images import read_gray
+    out, dropped = [], 0
+    for spec in specs:
+        name, _, split = spec.partition(":")
+        paths = image_paths(name, split or None, data_root=data_root)
+        imgs = [read_gray(p) for p in (paths[:limit] if limit else paths)]
+        if min_side:
+            dropped += sum(min(im.shape) < min_side for im in imgs)
+            imgs = [im for im in imgs if min(im.shape) >= min_side]
+        out += imgs
+    return out, dropped

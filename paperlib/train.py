@@ -66,7 +66,8 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .patches import derive_seed
 
-__all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher",
+__all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
+           "data_manifest",
            "read_log", "CHECKPOINT", "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
@@ -219,6 +220,24 @@ def _csv_text(log: list[dict]) -> str:
     w.writeheader()
     w.writerows(log)
     return buf.getvalue()
+
+
+def check_resume(out_dir, resume: bool = True, **identity) -> None:
+    """Refuse to resume ``out_dir`` if its manifest describes another run (e.g. another QF or budget)."""
+    prev = Path(out_dir) / MANIFEST
+    if not (resume and prev.exists()):
+        return
+    have = json.loads(prev.read_text())
+    want = json.loads(json.dumps(identity))  # tuples become lists, as stored
+    diff = [f"{k}: {have.get(k)!r} there, {v!r} here" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise ValueError(f"{out_dir} holds another run ({'; '.join(diff)}); use another out_dir or resume=False")
+
+
+def data_manifest(sources, sampler, val_images=None) -> dict:
+    """The ``data`` entry of a run manifest: where the training pairs come from."""
+    return {"sources": list(sources), "n_images": len(sampler.images),
+            "n_val_images": len(val_images) if val_images is not None else 0, "sampler": sampler.describe()}
 
 
 def read_log(out_dir):

@@ -195,8 +195,8 @@ def test_zoo_provenance_reads_the_weights_meta(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     zoo.publish(run, "cascnn-q20-ms", weights="cascnn_ms_fp16.pt")
     zoo.publish(run, "cascnn-q20")
-    assert zoo.info("cascnn-q20-ms")["steps"] == 4                 # the run's total ...
-    assert ce.zoo_provenance("cascnn-q20-ms")["steps"] == 3        # ... but these weights are from step 3
+    assert zoo.info("cascnn-q20-ms")["steps"] == 3                 # publish records the step of these weights
+    assert ce.zoo_provenance("cascnn-q20-ms")["steps"] == 3        # and so does the weights file itself
     assert ce.zoo_provenance("cascnn-q20")["steps"] == 4
     assert ce.zoo_provenance("cascnn-q20")["train_data"] == "synthetic (3 images)"
 

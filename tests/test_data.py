@@ -130,3 +130,13 @@ def test_bsds500_splits_are_disjoint(monkeypatch):
     man = data.manifest("bsds500")
     stems = {s: {f["path"].split("/")[1] for f in man["files"] if f["split"] == s} for s in man["splits"]}
     assert not (stems["train"] & stems["val"] or stems["train"] & stems["test"] or stems["val"] & stems["test"])
+
+
+def test_gray_images_for_training(toy):
+    imgs, dropped = data.gray_images(["toy:train", "toy:test"], min_side=8)
+    assert len(imgs) == 3 and dropped == 0 and all(im.dtype.name == "uint8" and im.ndim == 2 for im in imgs)
+    imgs, dropped = data.gray_images(["toy:train"], min_side=20)  # the toy images are 16x24
+    assert imgs == [] and dropped == 2
+    assert len(data.gray_images(["toy"], limit=1)[0]) == 1
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.gray_images(["nope:train"])

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import papermill as pm
-import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -17,24 +17,12 @@ from paperlib.models.svoboda import (BUDGETS, L4, L8, PAPER_TEXT, RECEPTIVE_FIEL
                                      sobel_loss, train_svoboda)
 from paperlib.patches import PatchSampler
 from paperlib.train import CHECKPOINT, LOG, MANIFEST, TrainConfig, read_log, train
+from synthetic import synthetic_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synthetic_images(n=3, seed=0):
-    """Blocky gray images with edges (so JPEG has something to damage), a few sizes."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        h, w = 48 + 8 * k, 64 - 4 * k
-        low = rng.uniform(0, 255, (h // 8 + 1, w // 8 + 1))
-        img = np.kron(low, np.ones((8, 8)))[:h, :w]
-        img += 40 * np.sin(np.arange(w) / (2 + k))[None] + rng.normal(0, 8, (h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
-
-
-IMAGES = synthetic_images()
+IMAGES = synthetic_images(height=48, width=64)
 
 
 def n_params(net):

@@ -25,21 +25,9 @@ from paperlib import jpeg
 from paperlib.models.cascnn import BUDGETS, CASCNN, load_cascnn, make_step_fn, train_cascnn
 from paperlib.patches import PatchSampler, build_val_set
 from paperlib.train import CHECKPOINT, LOG, MANIFEST, Prefetcher, TrainConfig, read_log, train
+from synthetic import synthetic_images
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def synthetic_images(n=3, seed=0):
-    """Smooth gray images with edges (so JPEG has something to damage), a few sizes."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        h, w = 40 + 8 * k, 56 - 4 * k
-        low = rng.uniform(0, 255, (h // 8 + 1, w // 8 + 1))
-        img = np.kron(low, np.ones((8, 8)))[:h, :w]
-        img += 40 * np.sin(np.arange(w) / (2 + k))[None] + rng.normal(0, 8, (h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
 
 
 IMAGES = synthetic_images()
@@ -160,7 +148,7 @@ def test_resume_after_step_budget_is_bit_for_bit(tmp_path):
     assert m["steps_done"] == 6 and m["finished"] and m["checkpoint_sha256"] == ckpt.sha256(tmp_path / "b" / CHECKPOINT)
     assert m["wall_time_s"] > json.loads((tmp_path / "a" / MANIFEST).read_text())["wall_time_s"] * 0.2
     again = tiny_run(tmp_path / "b")                                 # nothing left to do
-    with pytest.raises(ValueError, match="QF 20"):
+    with pytest.raises(ValueError, match="qf: 20 there, 30 here"):
         train_cascnn(30, IMAGES, tmp_path / "b", "smoke", progress=False, **TINY)
     assert again.finished and again.step == 6 and len(again.log) == 6
 

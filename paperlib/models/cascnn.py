@@ -297,7 +297,7 @@ def train_cascnn(qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", 
     ``cascnn_fp16.pt`` (inference weights) into ``out_dir``.
     """
     from ..patches import PatchSampler, build_val_set
-    from ..train import TrainConfig, init_distributed, train
+    from ..train import TrainConfig, check_resume, data_manifest, init_distributed, train
 
     b = BUDGETS[budget] if isinstance(budget, str) else budget
     b = replace(b, **overrides) if overrides else b
@@ -317,17 +317,9 @@ def train_cascnn(qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", 
     manifest = {"recipe": "cascnn", "budget": b.name, "budget_config": asdict(b), "qf": qf,
                 "model": {"arch": "CASCNN", "kwargs": net.kwargs,
                           "params": sum(p.numel() for p in net.parameters())},
-                "data": {"sources": list(sources), "n_images": len(sampler.images),
-                         "n_val_images": len(val_images) if val_images is not None else 0,
-                         "sampler": sampler.describe()},
+                "data": data_manifest(sources, sampler, val_images),
                 "init_from": str(init_from) if init_from is not None else None}
-    prev = Path(out_dir) / "manifest.json"
-    if resume and prev.exists():
-        import json
-        p = json.loads(prev.read_text())
-        if (p.get("qf"), p.get("budget")) != (json.loads(json.dumps(qf)), b.name):
-            raise ValueError(f"{out_dir} holds a run for QF {p.get('qf')}, budget {p.get('budget')!r}; "
-                             "use another out_dir or resume=False")
+    check_resume(out_dir, resume, qf=qf, budget=b.name)
     run = lambda c: train(c, {"cascnn": net}, {"cascnn": opt}, make_step_fn(b.ft_start),  # noqa: E731
                           sampler.batch, val_fn=val_fn, manifest=manifest)
     ms_file = Path(out_dir) / "cascnn_ms_fp16.pt"
@@ -360,7 +352,7 @@ def _main(argv=None):
     """
     import argparse
 
-    from .. import data, images
+    from .. import data
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--qf", type=int, required=True)
@@ -377,21 +369,13 @@ def _main(argv=None):
                     help="when finished, commit-ready copies to checkpoints/ as cascnn-q{QF} and cascnn-q{QF}-ms")
     a = ap.parse_args(argv)
 
-    def load(specs):
-        out = []
-        for spec in specs:
-            name, _, split = spec.partition(":")
-            out += [images.read_gray(p) for p in data.image_paths(name, split or None, data_root=a.data_root)]
-        return out
-
     over = {"steps": a.steps} if a.steps else {}
     crop = BUDGETS[a.budget].crop
-    train_images = load(a.train)
-    small = sum(min(im.shape) < crop for im in train_images)
+    train_images, small = data.gray_images(a.train, a.data_root, min_side=crop)
     if small:  # e.g. one imagenet-sample image is 56x75
-        print(f"skipping {small} training image(s) smaller than the {crop}x{crop} crop")
-        train_images = [im for im in train_images if min(im.shape) >= crop]
-    res = train_cascnn(a.qf, train_images, a.out, a.budget, val_images=load(a.val) or None,
+        print(f"skipped {small} training image(s) smaller than the {crop}x{crop} crop")
+    val_images, _ = data.gray_images(a.val, a.data_root)
+    res = train_cascnn(a.qf, train_images, a.out, a.budget, val_images=val_images or None,
                        sources=list(a.train), seed=a.seed, time_budget_s=a.time_budget,
                        init_from=a.init_from, **over)
     if not res.manifest:  # not rank 0

@@ -399,7 +399,7 @@ def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarr
     manifest.json, log.csv and, when finished, ``<arch>_fp16.pt`` into ``out_dir``.
     """
     from ..patches import PatchSampler, build_val_set
-    from ..train import TrainConfig, init_distributed, train
+    from ..train import TrainConfig, check_resume, data_manifest, init_distributed, train
 
     b = get_budget(budget, arch)
     b = replace(b, **overrides) if overrides else b
@@ -421,18 +421,9 @@ def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarr
                 "budget_config": asdict(b), "qf": qf,
                 "model": {"arch": arch, "kwargs": net.kwargs, "params": sum(p.numel() for p in net.parameters()),
                           "flops_per_pixel": counts(arch, net.skip)["flops_per_pixel"]},
-                "data": {"sources": list(sources), "n_images": len(sampler.images),
-                         "n_val_images": len(val_images) if val_images is not None else 0,
-                         "sampler": sampler.describe()},
+                "data": data_manifest(sources, sampler, val_images),
                 "init_from": str(init_from) if init_from is not None else None}
-    prev = Path(out_dir) / "manifest.json"
-    if resume and prev.exists():
-        import json
-        p = json.loads(prev.read_text())
-        have = (p.get("arch"), p.get("objective"), p.get("qf"), p.get("budget"))
-        if have != (arch, objective, json.loads(json.dumps(qf)), b.name):
-            raise ValueError(f"{out_dir} holds a run for (arch, objective, QF, budget) = {have}; "
-                             "use another out_dir or resume=False")
+    check_resume(out_dir, resume, arch=arch, objective=objective, qf=qf, budget=b.name)
     result = train(cfg, {"svoboda": net}, {"svoboda": opt}, make_step_fn(objective, b.valid_loss, b.sobel_weight),
                    sampler.batch, val_fn=val_fn, manifest=manifest)
     if result.finished and rank == 0:
@@ -446,16 +437,6 @@ def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarr
 def _parse_qf(text: str):
     lo, sep, hi = text.partition("-")
     return (int(lo), int(hi)) if sep else int(lo)
-
-
-def _load_specs(specs, data_root=None) -> list:
-    """HxW uint8 luma images of dataset specs ``name[:split]`` (same as cascnn's CLI)."""
-    from .. import data, images
-    out = []
-    for spec in specs:
-        name, _, split = spec.partition(":")
-        out += [images.read_gray(p) for p in data.image_paths(name, split or None, data_root=data_root)]
-    return out
 
 
 def _main(argv=None):
@@ -487,13 +468,13 @@ def _main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
 
+    from .. import data
+
     crop = get_budget(a.budget, a.arch).crop
-    train_images = _load_specs(a.train, a.data_root)
-    small = sum(min(im.shape) < crop for im in train_images)
+    train_images, small = data.gray_images(a.train, a.data_root, min_side=crop)
     if small:
-        print(f"skipping {small} training image(s) smaller than the {crop}x{crop} crop")
-        train_images = [im for im in train_images if min(im.shape) >= crop]
-    val_images = [im for im in _load_specs(a.val, a.data_root) if min(im.shape) >= crop]
+        print(f"skipped {small} training image(s) smaller than the {crop}x{crop} crop")
+    val_images, _ = data.gray_images(a.val, a.data_root, min_side=crop)
     over = {"steps": a.steps} if a.steps else {}
     res = train_svoboda(a.arch, a.objective, a.qf, train_images, a.out, a.budget, val_images=val_images or None,
                         sources=list(a.train), seed=a.seed, time_budget_s=a.time_budget, init_from=a.init_from,
