@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures test clean-venv cascnn-checkpoints
+.PHONY: setup figures test clean-venv cascnn-checkpoints svoboda-checkpoints
 
 setup: $(STAMP)
 
@@ -40,3 +40,9 @@ cascnn-checkpoints: $(STAMP)
 	  $(BIN)/python -m paperlib.models.cascnn --qf $$q --budget cpu --steps $(CASCNN_DERIVED_STEPS) \
 	    --init-from checkpoints/cascnn-q20.pt --out runs/cascnn-q$$q --publish; \
 	done
+
+# L4/L8 (Svoboda et al.) networks for Tables 3-4 (`cpu` budget; resumable). More runs follow with the notebook.
+svoboda-checkpoints: $(STAMP)
+	$(BIN)/python -m paperlib.models.svoboda --arch L4 --objective residual --qf 10 --budget cpu --out runs/l4-residual-q10 --publish
+	$(BIN)/python -m paperlib.models.svoboda --arch L4 --objective residual --qf 20 --budget cpu --out runs/l4-residual-q20 --publish
+	$(BIN)/python -m paperlib.models.svoboda --arch L8 --objective residual --qf 20 --budget cpu --out runs/l8-residual-q20 --publish

@@ -112,23 +112,24 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _add_eval_arguments(p) -> None:
+    p.add_argument("--images", required=True, help="folder of uncompressed images")
+    p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
+    p.add_argument("--protocol", default="gray", choices=sorted(protocols.PROTOCOLS))
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("baseline", help="mean PSNR / SSIM / PSNR-B of JPEG-compressed images (the JPEG row)")
-    p.add_argument("--images", required=True, help="folder of uncompressed images")
-    p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
-    p.add_argument("--protocol", default="gray", choices=sorted(protocols.PROTOCOLS))
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
+    _add_eval_arguments(p)
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("evaluate", help="JPEG vs restored PSNR / SSIM / PSNR-B of a committed model")
     p.add_argument("--model", required=True, help="a name from `python -m paperlib models`")
-    p.add_argument("--images", required=True, help="folder of uncompressed images")
-    p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
-    p.add_argument("--protocol", default="gray", choices=sorted(protocols.PROTOCOLS))
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
+    _add_eval_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("models", help="list the committed trained models")

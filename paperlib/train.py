@@ -67,7 +67,7 @@ from . import checkpoint as ckpt
 from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
-           "data_manifest",
+           "data_manifest", "add_run_arguments",
            "read_log", "CHECKPOINT", "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
@@ -238,6 +238,18 @@ def data_manifest(sources, sampler, val_images=None) -> dict:
     """The ``data`` entry of a run manifest: where the training pairs come from."""
     return {"sources": list(sources), "n_images": len(sampler.images),
             "n_val_images": len(val_images) if val_images is not None else 0, "sampler": sampler.describe()}
+
+
+def add_run_arguments(ap, train_sets, val_sets) -> None:
+    """The command-line options every recipe's ``_main`` shares (data, output folder, budget overrides)."""
+    ap.add_argument("--train", nargs="+", default=list(train_sets), help="dataset specs name[:split]")
+    ap.add_argument("--val", nargs="*", default=list(val_sets), help="dataset specs name[:split]")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds for this call")
+    ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
+    ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
 
 
 def read_log(out_dir):

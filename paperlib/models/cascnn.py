@@ -353,18 +353,12 @@ def _main(argv=None):
     import argparse
 
     from .. import data
+    from ..train import add_run_arguments
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--qf", type=int, required=True)
     ap.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
-    ap.add_argument("--train", nargs="+", default=list(TRAIN_SETS), help="dataset specs name[:split]")
-    ap.add_argument("--val", nargs="*", default=list(VAL_SETS), help="dataset specs name[:split]")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-budget", type=float, default=None, help="seconds for this call")
-    ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
-    ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
+    add_run_arguments(ap, TRAIN_SETS, VAL_SETS)
     ap.add_argument("--publish", action="store_true",
                     help="when finished, commit-ready copies to checkpoints/ as cascnn-q{QF} and cascnn-q{QF}-ms")
     a = ap.parse_args(argv)

@@ -448,20 +448,15 @@ def _main(argv=None):
     """
     import argparse
 
+    from ..train import add_run_arguments
+
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
     ap.add_argument("--objective", default="residual", choices=OBJECTIVES)
     ap.add_argument("--qf", type=_parse_qf, required=True, help="e.g. 10, or 10-60 for a range")
     ap.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
     ap.add_argument("--skip", default="after", choices=SKIPS, help="L8's concatenation (see the module doc)")
-    ap.add_argument("--train", nargs="+", default=list(TRAIN_SETS), help="dataset specs name[:split]")
-    ap.add_argument("--val", nargs="*", default=list(VAL_SETS), help="dataset specs name[:split]")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-budget", type=float, default=None, help="seconds for this call")
-    ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
-    ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
+    add_run_arguments(ap, TRAIN_SETS, VAL_SETS)
     ap.add_argument("--publish", nargs="?", const="", default=None, metavar="NAME",
                     help="when finished, commit-ready copies to checkpoints/ as NAME "
                          "(default l4-residual-q10 style)")
