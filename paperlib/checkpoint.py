@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from . import atomic
 
 __all__ = ["save_atomic", "write_text_atomic", "write_json_atomic", "load", "sha256",
            "export_fp16", "load_fp16", "FP16_FORMAT"]
@@ -26,31 +26,13 @@ __all__ = ["save_atomic", "write_text_atomic", "write_json_atomic", "load", "sha
 FP16_FORMAT = "paperlib-fp16-v1"
 
 
-def _atomic(path, write) -> Path:
-    """Call ``write(file_object)`` on a temp file next to ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_atomic(obj, path) -> Path:
     """``torch.save(obj, path)``, atomically."""
-    return _atomic(path, lambda f: torch.save(obj, f))
+    return atomic.write(path, lambda f: torch.save(obj, f))
 
 
 def write_text_atomic(text: str, path) -> Path:
-    return _atomic(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic.write_text(path, text)
 
 
 def write_json_atomic(obj, path) -> Path:

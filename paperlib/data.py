@@ -29,6 +29,8 @@ import numpy as np
 import pooch
 from tqdm.auto import tqdm
 
+from . import atomic
+
 __all__ = ["ENV_VAR", "CACHE_ENV_VAR", "MANIFEST_DIR", "DEMO", "DEMO_NOTE", "DataNotFound", "ChecksumError",
            "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo",
            "gray_images"]
@@ -171,21 +173,14 @@ def _fetch_archive(source: dict, entries: list, dest: Path) -> None:
         with tarfile.open(archive) as tar:
             members = [(m.name, m) for m in tar.getmembers() if m.isfile() and m.name in wanted]
             for member_name, m in members:
-                _write_atomic(wanted[member_name], tar.extractfile(m).read())
+                atomic.write_bytes(wanted[member_name], tar.extractfile(m).read())
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for member_name in zf.namelist():
                 if member_name in wanted:
-                    _write_atomic(wanted[member_name], zf.read(member_name))
+                    atomic.write_bytes(wanted[member_name], zf.read(member_name))
     else:
         raise ValueError(f"{archive} is neither a tar nor a zip archive")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def download(name: str, split=None) -> Path:
@@ -222,7 +217,7 @@ def _demo_paths() -> list:
         if not path.is_file():
             buf = __import__("io").BytesIO()
             Image.fromarray(np.asarray(getattr(skimage.data, n)())).save(buf, format="PNG")
-            _write_atomic(path, buf.getvalue())
+            atomic.write_bytes(path, buf.getvalue())
         paths.append(path)
     return paths
 

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
+from paperlib import atomic
 from paperlib import checkpoint as ckpt
 from paperlib import jpeg
 from paperlib.models.cascnn import BUDGETS, CASCNN, load_cascnn, make_step_fn, train_cascnn
@@ -122,7 +123,7 @@ def test_checkpoint_atomic_and_weights_only(tmp_path):
     with pytest.raises(Exception):
         ckpt.load(tmp_path / "evil.pt")                             # refused: not weights-only
     with pytest.raises(RuntimeError):                               # a failed write keeps the old file
-        ckpt._atomic(tmp_path / "c.pt", lambda f: (_ for _ in ()).throw(RuntimeError("disk full")))
+        atomic.write(tmp_path / "c.pt", lambda f: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert ckpt.load(tmp_path / "c.pt")["step"] == 3
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["c.pt", "evil.pt"]
 

@@ -1,0 +1,39 @@
+"""Atomic file writes: write a temp file next to the target, fsync, rename over it.
+
+A run killed mid-write leaves the previous file intact, never a truncated one.
+The one place the project writes checkpoints, manifests, tables, figures and
+downloaded data through.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["write", "write_bytes", "write_text"]
+
+
+def write(path, fill) -> Path:
+    """Call ``fill(binary_file_object)`` on a temp file next to ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_bytes(path, data: bytes) -> Path:
+    return write(path, lambda f: f.write(data))
+
+
+def write_text(path, text: str) -> Path:
+    return write(path, lambda f: f.write(text.encode("utf-8")))
