@@ -203,12 +203,15 @@ def _batch_len(x) -> int:
 
 
 def _git_commit() -> str | None:
+    """HEAD of the checkout; in a copy without ``.git`` (a remote machine), ``$PAPERLIB_GIT_COMMIT``."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
-        return (out.stdout.strip() or None) if out.returncode == 0 else None
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass
+    return os.environ.get("PAPERLIB_GIT_COMMIT")
 
 
 def _csv_text(log: list[dict]) -> str:
@@ -250,12 +253,20 @@ def add_run_arguments(ap, train_sets, val_sets) -> None:
     ap.add_argument("--time-budget", type=float, default=None, help="seconds for this call")
     ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
     ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
 def read_log(out_dir):
     """``log.csv`` of a run as a pandas DataFrame (one row per step; ``val_*`` where validated)."""
     import pandas as pd
     return pd.read_csv(Path(out_dir) / LOG)
+
+
+def _device_name(device: torch.device) -> str:
+    """What trained a run, for its manifest: ``cpu`` or e.g. ``cuda (NVIDIA H200)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, batch_fn: Callable,
@@ -324,7 +335,8 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
                                           chunk["wait_s"] / chunk["step_s"] if chunk["step_s"] else None,
                                           "steps": chunk["steps"]},
                 "git_commit": _git_commit(), "torch_version": torch.__version__,
-                "python": platform.python_version(), "threads": torch.get_num_threads()}
+                "python": platform.python_version(), "threads": torch.get_num_threads(),
+                "device": _device_name(device)}
 
     def validate(step: int) -> dict:
         if not (main and val_fn):

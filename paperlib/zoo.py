@@ -2,8 +2,9 @@
 
 Each network is three files: ``<name>.pt`` (fp16 inference weights, see
 ``paperlib.checkpoint.export_fp16``), ``<name>.json`` (what trained it: budget,
-data, steps, wall time, git commit, sha256 of the weights) and ``<name>.log.csv``
-(its training log, for the training-curve figures). ``publish`` makes them from
+data, steps, wall time, device, git commit, sha256 of the weights) and ``<name>.log.csv``
+(its training log, for the training-curve figures); some have a fourth,
+``<name>.filters.npz`` (first-layer filters at several steps). ``publish`` makes them from
 a finished training run; ``load`` verifies the sha256 before building the model.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .report import ROOT
 
-__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "publish", "log"]
+__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "publish", "log", "filters"]
 
 CHECKPOINT_DIR = ROOT / "checkpoints"
 
@@ -65,7 +66,10 @@ def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> P
         raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
     dest.mkdir(parents=True, exist_ok=True)
     weights_meta = ckpt.load_fp16(run_dir / weights)[1]  # an MS-phase export knows its own step
-    for src, dst in ((run_dir / weights, dest / f"{name}.pt"), (run_dir / "log.csv", dest / f"{name}.log.csv")):
+    copies = [(run_dir / weights, dest / f"{name}.pt"), (run_dir / "log.csv", dest / f"{name}.log.csv")]
+    if (run_dir / "filters.npz").exists():  # first-layer filters during training (svoboda's Fig. 7)
+        copies.append((run_dir / "filters.npz", dest / f"{name}.filters.npz"))
+    for src, dst in copies:
         tmp = dst.with_name(f".{dst.name}.tmp")
         shutil.copyfile(src, tmp)
         tmp.replace(dst)
@@ -76,7 +80,7 @@ def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> P
         "steps": weights_meta.get("steps", run["steps_done"]), "phase": weights_meta.get("phase", "final"),
         "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
         "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
-        "torch_version": run.get("torch_version"), "threads": run.get("threads"),
+        "torch_version": run.get("torch_version"), "threads": run.get("threads"), "device": run.get("device", "cpu"),
         "throughput_last_chunk": run.get("throughput_last_chunk"),
     }
     ckpt.write_json_atomic(meta, dest / f"{name}.json")

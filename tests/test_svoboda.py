@@ -254,6 +254,25 @@ def test_qf_range_and_publish(tmp_path):
     assert net.objective == "residual"
 
 
+def test_filter_snapshots_chunk_the_run_without_changing_it(tmp_path):
+    """Keeping filters at steps 1 and 3 trains in chunks; the weights equal an unchunked run's, bit for bit."""
+    plain = train_svoboda("L4", "residual", 10, IMAGES, tmp_path / "plain", "smoke", progress=False)
+    kept = train_svoboda("L4", "residual", 10, IMAGES, tmp_path / "kept", "smoke", progress=False,
+                         filter_steps=(1, 3, 99))
+    assert kept.finished and kept.step == plain.step == 4
+    for a, b in zip(plain.models["svoboda"].state_dict().values(), kept.models["svoboda"].state_dict().values()):
+        assert torch.equal(a, b)
+    with np.load(tmp_path / "kept" / "filters.npz") as z:
+        assert sorted(z.files) == ["step_0", "step_1", "step_3", "step_4"]       # 99 > steps is dropped
+        assert np.array_equal(z["step_4"], first_layer_filters(kept.models["svoboda"]))
+        assert not np.array_equal(z["step_0"], z["step_4"])
+        torch.manual_seed(0)
+        assert np.array_equal(z["step_0"], first_layer_filters(L4()))              # the initialisation
+    from paperlib import zoo
+    zoo.publish(tmp_path / "kept", "k", weights="L4_fp16.pt", dest=tmp_path / "zoo")
+    assert (tmp_path / "zoo" / "k.filters.npz").read_bytes() == (tmp_path / "kept" / "filters.npz").read_bytes()
+
+
 def test_overfits_a_fixed_batch(tmp_path):
     """L4 with the paper's init and lr groups on one fixed batch: the loss must fall."""
     torch.manual_seed(0)

@@ -269,8 +269,10 @@ def make_val_fn(val_set, channels_last: bool = True):
 
     def val_fn(models):
         net = models["cascnn"]
+        dev = next(net.parameters()).device
         se = 0.0
         for j, c in val_set:
+            j, c = j.to(dev), c.to(dev)
             if channels_last:
                 j = j.contiguous(memory_format=torch.channels_last)
             se += float(((net(j).float() - c) ** 2).sum())
@@ -284,7 +286,8 @@ def make_val_fn(val_set, channels_last: bool = True):
 def train_cascnn(qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", *,
                  val_images: Sequence[np.ndarray] | None = None, sources: Sequence[str] = (),
                  seed: int = 0, stop_at_step: int | None = None, time_budget_s: float | None = None,
-                 resume: bool = True, progress: bool = True, init_from=None, **overrides):
+                 resume: bool = True, progress: bool = True, init_from=None, device: str = "cpu",
+                 **overrides):
     """Train (or resume) CAS-CNN for ``qf`` under a budget; returns ``train.TrainResult``.
 
     qf: int, or (low, high) for a QF drawn per patch. train_images / val_images:
@@ -313,7 +316,7 @@ def train_cascnn(qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", 
         val_fn = make_val_fn(build_val_set(val_images, qf, crop=b.crop, n=b.n_val, seed=seed), b.channels_last)
     cfg = TrainConfig(out_dir=str(out_dir), steps=b.steps, channels_last=b.channels_last, bf16=b.bf16,
                       val_every=b.val_every, ckpt_every=b.ckpt_every, seed=seed, stop_at_step=stop_at_step,
-                      time_budget_s=time_budget_s, resume=resume, progress=progress)
+                      time_budget_s=time_budget_s, resume=resume, progress=progress, device=device)
     manifest = {"recipe": "cascnn", "budget": b.name, "budget_config": asdict(b), "qf": qf,
                 "model": {"arch": "CASCNN", "kwargs": net.kwargs,
                           "params": sum(p.numel() for p in net.parameters())},
@@ -371,7 +374,7 @@ def _main(argv=None):
     val_images, _ = data.gray_images(a.val, a.data_root)
     res = train_cascnn(a.qf, train_images, a.out, a.budget, val_images=val_images or None,
                        sources=list(a.train), seed=a.seed, time_budget_s=a.time_budget,
-                       init_from=a.init_from, **over)
+                       init_from=a.init_from, device=a.device, **over)
     if not res.manifest:  # not rank 0
         return
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "

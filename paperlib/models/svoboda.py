@@ -389,7 +389,8 @@ def default_name(arch: str, objective: str, qf) -> str:
 def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", *,
                   val_images: Sequence[np.ndarray] | None = None, sources: Sequence[str] = (), seed: int = 0,
                   stop_at_step: int | None = None, time_budget_s: float | None = None, resume: bool = True,
-                  progress: bool = True, init_from=None, model_kwargs: dict | None = None, **overrides):
+                  progress: bool = True, init_from=None, model_kwargs: dict | None = None, device: str = "cpu",
+                  filter_steps: Sequence[int] = (), selection: str | None = None, **overrides):
     """Train (or resume) L4/L8 with ``objective`` for ``qf`` under a budget; returns ``train.TrainResult``.
 
     qf: int, or (low, high) for a QF drawn per patch (the paper's all-QF L4Q10-Q60: (10, 60)).
@@ -397,6 +398,10 @@ def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarr
     model_kwargs: extra ``SvobodaNet`` arguments (``skip``, ``pad_mode``, ``last_std``).
     init_from: an fp16 export or checkpoint to start from. Writes checkpoint.pt,
     manifest.json, log.csv and, when finished, ``<arch>_fp16.pt`` into ``out_dir``.
+    filter_steps: steps at which the first layer's filters are kept (Fig. 7), in
+    ``filters.npz`` (``step_0`` is the initialisation; the last step is always kept):
+    the run is trained in chunks that stop there, which changes nothing (resume is bit-exact).
+    selection: how ``train_images`` were chosen from ``sources``, for the manifest.
     """
     from ..patches import PatchSampler, build_val_set
     from ..train import TrainConfig, check_resume, data_manifest, init_distributed, train
@@ -416,22 +421,48 @@ def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarr
     cfg = TrainConfig(out_dir=str(out_dir), steps=b.steps, lr_milestones=tuple(b.lr_milestones),
                       lr_gamma=b.lr_gamma, channels_last=b.channels_last, bf16=b.bf16, val_every=b.val_every,
                       ckpt_every=b.ckpt_every, seed=seed, stop_at_step=stop_at_step, time_budget_s=time_budget_s,
-                      resume=resume, progress=progress)
+                      resume=resume, progress=progress, device=device)
     manifest = {"recipe": "svoboda", "arch": arch, "objective": objective, "budget": b.name,
                 "budget_config": asdict(b), "qf": qf,
                 "model": {"arch": arch, "kwargs": net.kwargs, "params": sum(p.numel() for p in net.parameters()),
                           "flops_per_pixel": counts(arch, net.skip)["flops_per_pixel"]},
-                "data": data_manifest(sources, sampler, val_images),
+                "data": {**data_manifest(sources, sampler, val_images), "selection": selection},
                 "init_from": str(init_from) if init_from is not None else None}
     check_resume(out_dir, resume, arch=arch, objective=objective, qf=qf, budget=b.name)
-    result = train(cfg, {"svoboda": net}, {"svoboda": opt}, make_step_fn(objective, b.valid_loss, b.sobel_weight),
-                   sampler.batch, val_fn=val_fn, manifest=manifest)
+    step_fn = make_step_fn(objective, b.valid_loss, b.sobel_weight)
+    keep = sorted({int(s) for s in filter_steps if 0 < int(s) < b.steps} | ({b.steps} if filter_steps else set()))
+    if keep and rank == 0 and not (Path(out_dir) / "checkpoint.pt").exists():
+        _keep_filters(out_dir, 0, net)
+    chunk_ends = [s for s in keep if stop_at_step is None or s < stop_at_step] + [stop_at_step]
+    for end in chunk_ends:
+        result = train(replace(cfg, stop_at_step=end), {"svoboda": net}, {"svoboda": opt}, step_fn, sampler.batch,
+                       val_fn=val_fn, manifest=manifest)
+        if keep and rank == 0 and result.step in keep:
+            _keep_filters(out_dir, result.step, net)
+        if end is not None and result.step < end:  # out of time: the next call resumes
+            break
     if result.finished and rank == 0:
         ckpt.export_fp16(net.state_dict(), Path(out_dir) / f"{arch}_fp16.pt",
                          {"arch": arch, "kwargs": net.kwargs, "objective": objective, "qf": qf, "budget": b.name,
                           "steps": result.step, "data": manifest["data"]["sources"],
                           "checkpoint_sha256": result.manifest.get("checkpoint_sha256")})
     return result
+
+
+FILTERS = "filters.npz"
+
+
+def _keep_filters(out_dir, step: int, net: SvobodaNet) -> None:
+    """Add the first layer's filters at ``step`` to ``out_dir/filters.npz`` (atomically)."""
+    import io
+
+    from .. import atomic
+    path = Path(out_dir) / FILTERS
+    kept = dict(np.load(path)) if path.exists() else {}
+    kept[f"step_{step}"] = first_layer_filters(net)
+    buf = io.BytesIO()
+    np.savez(buf, **kept)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def _parse_qf(text: str):
@@ -460,6 +491,10 @@ def _main(argv=None):
     ap.add_argument("--publish", nargs="?", const="", default=None, metavar="NAME",
                     help="when finished, commit-ready copies to checkpoints/ as NAME "
                          "(default l4-residual-q10 style)")
+    ap.add_argument("--n-images", type=int, default=None,
+                    help="train on the first N training images only (Fig. 8's data-size runs)")
+    ap.add_argument("--filter-steps", type=int, nargs="*", default=(),
+                    help="keep the first layer's filters at these steps (Fig. 7), in filters.npz")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
 
@@ -469,11 +504,18 @@ def _main(argv=None):
     train_images, small = data.gray_images(a.train, a.data_root, min_side=crop)
     if small:
         print(f"skipped {small} training image(s) smaller than the {crop}x{crop} crop")
+    selection = None
+    if a.n_images is not None:
+        if not 0 < a.n_images <= len(train_images):
+            ap.error(f"--n-images must be in 1..{len(train_images)} (the training images found)")
+        selection = f"the first {a.n_images} of the {len(train_images)} training images, in the sources' order"
+        train_images = train_images[:a.n_images]
     val_images, _ = data.gray_images(a.val, a.data_root, min_side=crop)
     over = {"steps": a.steps} if a.steps else {}
     res = train_svoboda(a.arch, a.objective, a.qf, train_images, a.out, a.budget, val_images=val_images or None,
                         sources=list(a.train), seed=a.seed, time_budget_s=a.time_budget, init_from=a.init_from,
-                        progress=not a.no_progress, model_kwargs={"skip": a.skip}, **over)
+                        progress=not a.no_progress, model_kwargs={"skip": a.skip}, device=a.device,
+                        filter_steps=a.filter_steps, selection=selection, **over)
     if not res.manifest:  # not rank 0
         return res
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
