@@ -79,7 +79,8 @@ def cmd_models(args) -> int:
     for name in zoo.names():
         m = zoo.info(name)
         print(f"{name:16s} {m['arch']:8s} QF {m['qf']!s:>6}  budget {m['budget']:6s} {m['steps']:>6} steps "
-              f"{m['wall_time_s'] / 60:6.1f} min  data: {', '.join(m['data']['sources'])}")
+              f"{m['wall_time_s'] / 60:6.1f} min  data: {', '.join(m['data']['sources'])}"
+              + ("" if m.get("file") else "  (log only, no weights)"))
     return 0
 
 

@@ -243,6 +243,17 @@ def data_manifest(sources, sampler, val_images=None) -> dict:
             "n_val_images": len(val_images) if val_images is not None else 0, "sampler": sampler.describe()}
 
 
+def parse_qf(text: str):
+    """A command-line QF: ``"20"`` -> 20, ``"1-60"`` -> (1, 60) (a QF drawn per patch)."""
+    lo, sep, hi = text.partition("-")
+    return (int(lo), int(hi)) if sep else int(lo)
+
+
+def qf_label(qf) -> str:
+    """``20`` -> ``"20"``, ``(1, 60)`` -> ``"1-60"`` (zoo names)."""
+    return f"{qf[0]}-{qf[1]}" if isinstance(qf, (tuple, list)) else str(qf)
+
+
 def add_run_arguments(ap, train_sets, val_sets) -> None:
     """The command-line options every recipe's ``_main`` shares (data, output folder, budget overrides)."""
     ap.add_argument("--train", nargs="+", default=list(train_sets), help="dataset specs name[:split]")

@@ -23,8 +23,9 @@ CHECKPOINT_DIR = ROOT / "checkpoints"
 
 def _builders():
     from .models.cascnn import load_cascnn
+    from .models.qgcn import load_qgcn
     from .models.svoboda import load_svoboda
-    return {"CASCNN": load_cascnn, "L4": load_svoboda, "L8": load_svoboda}
+    return {"CASCNN": load_cascnn, "L4": load_svoboda, "L8": load_svoboda, "QGCN": load_qgcn}
 
 
 def names() -> list:
@@ -41,6 +42,9 @@ def info(name: str) -> dict:
 def load(name: str, device: str = "cpu"):
     """The network ``name`` in float32 eval mode, after checking its file against the manifest."""
     meta = info(name)
+    if not meta.get("file"):
+        raise ValueError(f"{name}: only its training log and manifest are committed, not its weights "
+                         f"({meta.get('storage')}); retrain it to use it")
     path = CHECKPOINT_DIR / meta["file"]
     if ckpt.sha256(path) != meta["sha256"]:
         raise ValueError(f"{path}: sha256 does not match {name}.json; refusing to load it")
@@ -53,8 +57,25 @@ def log(name: str):
     return pd.read_csv(CHECKPOINT_DIR / f"{name}.log.csv")
 
 
-def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> Path:
+def filters(name: str) -> dict:
+    """First-layer filters of ``name`` kept during training: ``{step: C x k x k float array}`` (step 0 = init).
+
+    Empty when the network was trained without ``--filter-steps``.
+    """
+    import numpy as np
+    path = CHECKPOINT_DIR / f"{name}.filters.npz"
+    if not path.is_file():
+        info(name)  # an unknown name raises with the list of known ones
+        return {}
+    with np.load(path) as kept:
+        return dict(sorted((int(k.split("_", 1)[1]), kept[k]) for k in kept.files))
+
+
+def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=None) -> Path:
     """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest.
+
+    ``weights=None`` publishes the log and manifest only (runs whose weights are too
+    large to commit; their training-log figures still work, ``load`` refuses them).
 
     ``steps`` is the step the weights were taken at (the end of the MS phase for
     ``cascnn_ms_fp16.pt``); ``run_steps`` and ``wall_time_s`` are the whole run's.
@@ -65,8 +86,10 @@ def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> P
     if not run.get("finished"):
         raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
     dest.mkdir(parents=True, exist_ok=True)
-    weights_meta = ckpt.load_fp16(run_dir / weights)[1]  # an MS-phase export knows its own step
-    copies = [(run_dir / weights, dest / f"{name}.pt"), (run_dir / "log.csv", dest / f"{name}.log.csv")]
+    weights_meta = ckpt.load_fp16(run_dir / weights)[1] if weights else {}  # an MS export knows its own step
+    copies = [(run_dir / "log.csv", dest / f"{name}.log.csv")]
+    if weights:
+        copies.append((run_dir / weights, dest / f"{name}.pt"))
     if (run_dir / "filters.npz").exists():  # first-layer filters during training (svoboda's Fig. 7)
         copies.append((run_dir / "filters.npz", dest / f"{name}.filters.npz"))
     for src, dst in copies:
@@ -74,8 +97,10 @@ def publish(run_dir, name: str, weights: str = "cascnn_fp16.pt", dest=None) -> P
         shutil.copyfile(src, tmp)
         tmp.replace(dst)
     meta = {
-        "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt", "sha256": ckpt.sha256(dest / f"{name}.pt"),
-        "bytes": (dest / f"{name}.pt").stat().st_size, "storage": "float16 weights, loaded as float32",
+        "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt" if weights else None,
+        "sha256": ckpt.sha256(dest / f"{name}.pt") if weights else None,
+        "bytes": (dest / f"{name}.pt").stat().st_size if weights else 0,
+        "storage": "float16 weights, loaded as float32" if weights else "log only: weights not committed (size)",
         "qf": run["qf"], "budget": run["budget"], "budget_config": run["budget_config"],
         "steps": weights_meta.get("steps", run["steps_done"]), "phase": weights_meta.get("phase", "final"),
         "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],

@@ -356,10 +356,10 @@ def _main(argv=None):
     import argparse
 
     from .. import data
-    from ..train import add_run_arguments
+    from ..train import add_run_arguments, parse_qf, qf_label
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
-    ap.add_argument("--qf", type=int, required=True)
+    ap.add_argument("--qf", type=parse_qf, required=True, help="e.g. 20, or 1-60 for a QF drawn per patch")
     ap.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
     add_run_arguments(ap, TRAIN_SETS, VAL_SETS)
     ap.add_argument("--publish", action="store_true",
@@ -381,8 +381,9 @@ def _main(argv=None):
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
     if a.publish and res.finished:
         from .. import zoo
-        print("published", zoo.publish(a.out, f"cascnn-q{a.qf}"),
-              zoo.publish(a.out, f"cascnn-q{a.qf}-ms", weights="cascnn_ms_fp16.pt"))
+        q = qf_label(a.qf)
+        print("published", zoo.publish(a.out, f"cascnn-q{q}"),
+              zoo.publish(a.out, f"cascnn-q{q}-ms", weights="cascnn_ms_fp16.pt"))
 
 
 if __name__ == "__main__":

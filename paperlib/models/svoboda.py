@@ -90,7 +90,7 @@ from .cascnn import enhance  # generic: uint8 in, model(x / 255), uint8 out
 
 __all__ = ["TABLE_1", "TABLE_2", "ARCHS", "OBJECTIVES", "SKIPS", "RECEPTIVE_FIELD", "PAPER_TEXT", "layer_channels",
            "counts", "SvobodaNet", "L4", "L8", "sobel", "sobel_loss", "objective_loss", "make_optimizer",
-           "enhance", "load_svoboda", "first_layer_filters", "Budget", "BUDGETS", "get_budget", "make_step_fn",
+           "enhance", "load_svoboda", "filter_mosaic", "first_layer_filters", "Budget", "BUDGETS", "get_budget", "make_step_fn",
            "make_val_fn", "train_svoboda", "TRAIN_SETS", "VAL_SETS", "TEST_SETS", "default_name"]
 
 # (kernel, output channels, first-layer activations concatenated here?) per layer
@@ -279,23 +279,35 @@ def load_svoboda(path, device="cpu", objective: str | None = None) -> SvobodaNet
     return net.to(device).eval()
 
 
-def first_layer_filters(model: SvobodaNet, grid: bool = False, cols: int = 8) -> np.ndarray:
-    """The first layer's filters (Fig. 7): C x 11 x 11 float array, or with ``grid`` one 2-D mosaic in [0, 1].
+def filter_mosaic(weights, cols: int = 8) -> np.ndarray:
+    """A 2-D mosaic in [0, 1] of ``weights`` (C x k x k, or C x 1 x k x k), ``cols`` filters per row.
 
-    In the mosaic each filter is scaled by its own largest |weight| with 0 at
-    mid-gray (0.5), a 1-pixel white border between filters.
+    Each filter is scaled by its own largest |weight| with 0 at mid-gray (0.5),
+    a 1-pixel white border between filters; unused cells of the last row stay white.
     """
-    w = model.convs[0].weight.detach().float().cpu().numpy()[:, 0]
-    if not grid:
-        return w
-    n, k = w.shape[0], w.shape[-1]
+    w = np.asarray(weights, dtype=np.float32)
+    if w.ndim == 4:
+        w = w[:, 0]
+    if w.ndim != 3:
+        raise ValueError(f"expected C x k x k filters, got shape {w.shape}")
+    n, kh, kw = w.shape
     rows = -(-n // cols)
-    out = np.ones((rows * (k + 1) + 1, cols * (k + 1) + 1), np.float32)
+    out = np.ones((rows * (kh + 1) + 1, cols * (kw + 1) + 1), np.float32)
     for i, f in enumerate(w):
         r, c = divmod(i, cols)
         s = np.abs(f).max()
-        out[1 + r * (k + 1):(r + 1) * (k + 1), 1 + c * (k + 1):(c + 1) * (k + 1)] = 0.5 + 0.5 * f / (s if s else 1)
+        out[1 + r * (kh + 1):(r + 1) * (kh + 1), 1 + c * (kw + 1):(c + 1) * (kw + 1)] = 0.5 + 0.5 * f / (s if s else 1)
     return out
+
+
+def first_layer_filters(model: SvobodaNet, grid: bool = False, cols: int = 8) -> np.ndarray:
+    """The first layer's filters (Fig. 7): C x 11 x 11 float array, or with ``grid`` one 2-D mosaic in [0, 1].
+
+    The mosaic is ``filter_mosaic``'s: each filter scaled by its own largest |weight|
+    with 0 at mid-gray (0.5), a 1-pixel white border between filters.
+    """
+    w = model.convs[0].weight.detach().float().cpu().numpy()[:, 0]
+    return filter_mosaic(w, cols) if grid else w
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,8 +394,8 @@ def make_val_fn(val_set, channels_last: bool = True):
 
 def default_name(arch: str, objective: str, qf) -> str:
     """Zoo name, e.g. ``l4-residual-q10`` or ``l4-residual-q10-60``."""
-    q = f"{qf[0]}-{qf[1]}" if isinstance(qf, (tuple, list)) else str(qf)
-    return f"{arch.lower()}-{objective}-q{q}"
+    from ..train import qf_label
+    return f"{arch.lower()}-{objective}-q{qf_label(qf)}"
 
 
 def train_svoboda(arch: str, objective: str, qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", *,
@@ -465,11 +477,6 @@ def _keep_filters(out_dir, step: int, net: SvobodaNet) -> None:
     atomic.write_bytes(path, buf.getvalue())
 
 
-def _parse_qf(text: str):
-    lo, sep, hi = text.partition("-")
-    return (int(lo), int(hi)) if sep else int(lo)
-
-
 def _main(argv=None):
     """``python -m paperlib.models.svoboda --arch L4 --objective residual --qf 10 --budget cpu --out DIR``.
 
@@ -479,12 +486,12 @@ def _main(argv=None):
     """
     import argparse
 
-    from ..train import add_run_arguments
+    from ..train import add_run_arguments, parse_qf
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
     ap.add_argument("--objective", default="residual", choices=OBJECTIVES)
-    ap.add_argument("--qf", type=_parse_qf, required=True, help="e.g. 10, or 10-60 for a range")
+    ap.add_argument("--qf", type=parse_qf, required=True, help="e.g. 10, or 10-60 for a range")
     ap.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
     ap.add_argument("--skip", default="after", choices=SKIPS, help="L8's concatenation (see the module doc)")
     add_run_arguments(ap, TRAIN_SETS, VAL_SETS)
