@@ -1,4 +1,4 @@
-"""Command line: ``python -m paperlib {baseline,evaluate,models,data} ...``."""
+"""Command line: ``python -m paperlib {baseline,evaluate,restore,models,data} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -48,15 +48,25 @@ def _metrics(r, prefix: str) -> dict:
     return {k: _json_float(float(getattr(r, f"{prefix}_{k}"))) for k in ("psnr", "ssim", "psnrb")}
 
 
-def cmd_evaluate(args) -> int:
+def _restorer(name: str, model, proto):
+    """``restore(img, qf)`` for ``protocols.evaluate``; checks the model and the protocol agree on colour."""
+    color = getattr(model, "channels", 1) == 3
+    if proto.color != color:
+        raise SystemExit(f"error: {name} restores {'colour' if color else 'gray'} images; use a "
+                         f"{'colour (e.g. color-qgcn)' if color else 'gray'} protocol, not {proto.name!r}")
+    if zoo.info(name)["arch"] == "QGCN":
+        from .models.qgcn import restore, tables_for_qf  # the tables libjpeg writes at that QF (tests check)
+        return lambda img, qf: restore(model, img, tables_for_qf(qf, color))
     from .models.cascnn import enhance
+    return lambda img, qf: enhance(model, img)
+
+
+def cmd_evaluate(args) -> int:
     model = zoo.load(args.model)
     proto = protocols.get(args.protocol)
-    if proto.color:
-        raise SystemExit(f"error: {args.model} restores gray images; use --protocol gray")
+    restore = _restorer(args.model, model, proto)
     files = image_files(args.images)
-    per_image = protocols.evaluate(files, args.qf, proto, restore=lambda img, qf: enhance(model, img),
-                                   progress=not args.json)
+    per_image = protocols.evaluate(files, args.qf, proto, restore=restore, progress=not args.json)
     rows = [{"qf": int(r.qf), "n_images": int(r.n_images), "jpeg": _metrics(r, "jpeg"),
              "restored": _metrics(r, "restored")} for r in protocols.summarize(per_image).itertuples()]
     if args.json:
@@ -71,6 +81,71 @@ def cmd_evaluate(args) -> int:
         print(f"{r['qf']:>4} {r['n_images']:>6}  {j['psnr']:8.2f} {j['ssim']:7.4f} {j['psnrb']:7.2f}  "
               f"{o['psnr']:10.2f} {o['ssim']:7.4f} {o['psnrb']:7.2f}")
     return 0
+
+
+LOSSLESS = {".png", ".bmp", ".tif", ".tiff"}
+
+
+def _restore_one(model, src: Path, dst: Path) -> dict:
+    from PIL import Image
+
+    from . import atomic
+    from .models.qgcn import restore_file
+    out, info = restore_file(model, src)
+    fmt = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}[dst.suffix.lower()]
+    atomic.write(dst, lambda f: Image.fromarray(out).save(f, format=fmt))
+    return info
+
+
+def cmd_restore(args) -> int:
+    """Restore real JPEG files with a QGCN-family model, using each file's own quantization tables."""
+    from tqdm.auto import tqdm
+
+    from .models.qgcn import UnsupportedJPEG
+    src, dst = Path(args.input), Path(args.output)
+    if not src.exists():
+        raise SystemExit(f"error: {src} does not exist")
+    if zoo.info(args.model)["arch"] != "QGCN":
+        raise SystemExit(f"error: {args.model} is not a QGCN/QCN/EDSR model; restore needs one that reads "
+                         "quantization tables (see `python -m paperlib models`)")
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise SystemExit(f"error: {dst} exists and is not a folder")
+        if dst.resolve() == src.resolve():
+            raise SystemExit("error: the output folder must differ from the input folder (inputs are never overwritten)")
+        jobs = [(p, dst / f"{p.stem}.png") for p in sorted(src.iterdir())
+                if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif")]
+        if not jobs:
+            raise SystemExit(f"error: no .jpg/.jpeg files in {src}")
+    else:
+        if dst.suffix.lower() not in LOSSLESS:
+            raise SystemExit(f"error: write the restored image losslessly ({', '.join(sorted(LOSSLESS))}), "
+                             f"not {dst.suffix or 'no extension'}")
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise SystemExit("error: the output is the input file; inputs are never overwritten")
+        jobs = [(src, dst)]
+    clash = [d for _, d in jobs if d.exists() and not args.force]
+    if clash:
+        raise SystemExit(f"error: {clash[0]} exists ({len(clash)} output(s) would be overwritten); "
+                         "use --force to replace outputs")
+    model = zoo.load(args.model)
+    failed = []
+    bar = tqdm(jobs, desc="restore", unit="file", disable=len(jobs) == 1 or args.quiet)
+    for s_, d_ in bar:
+        try:
+            info = _restore_one(model, s_, d_)
+        except UnsupportedJPEG as err:
+            failed.append((s_, str(err)))
+            continue
+        qf = info["qf_luma"]
+        msg = (f"{s_.name}: {'colour' if info['color'] else 'gray'} {info['size'][1]}x{info['size'][0]}, "
+               f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {d_}")
+        bar.write(msg) if len(jobs) > 1 else print(msg)
+    for s_, why in failed:
+        print(f"skipped {why}", file=sys.stderr)
+    if len(jobs) > 1:
+        print(f"restored {len(jobs) - len(failed)} of {len(jobs)} JPEG files into {dst}")
+    return 1 if failed else 0
 
 
 def cmd_models(args) -> int:
@@ -132,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a name from `python -m paperlib models`")
     _add_eval_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("restore", help="restore real JPEG files (a file or a folder) with a QGCN-family model")
+    p.add_argument("input", help="a .jpg file, or a folder of them")
+    p.add_argument("output", help="output image (.png/.bmp/.tif), or a folder for folder input")
+    p.add_argument("--model", required=True, help="e.g. qgcn-color or qgcn-gray")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (never the input)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("models", help="list the committed trained models")
     p.set_defaults(func=cmd_models)

@@ -55,7 +55,7 @@ from .. import checkpoint as ckpt
 from .. import jpeg
 
 __all__ = ["VARIANTS", "GLOBAL_TABLE_I", "quant_map", "tables_for_qf", "QGCNNet", "QGCN", "QCN", "EDSR",
-           "restore", "load_qgcn", "Budget", "BUDGETS", "get_budget", "make_step_fn", "make_val_fn",
+           "restore", "read_jpeg", "restore_file", "UnsupportedJPEG", "load_qgcn", "Budget", "BUDGETS", "get_budget", "make_step_fn", "make_val_fn",
            "train_qgcn", "TRAIN_SETS", "VAL_SETS", "default_name"]
 
 VARIANTS = {"qgcn": (True, True), "qcn": (True, False), "edsr": (False, False)}  # (maps, global branch)
@@ -221,6 +221,59 @@ def restore(model: QGCNNet, img: np.ndarray, tables: np.ndarray | None = None) -
     finally:
         model.train(was)
     return (out.permute(1, 2, 0) if color else out[0]).numpy()
+
+
+class UnsupportedJPEG(ValueError):
+    """A file ``read_jpeg`` will not restore (not a JPEG, progressive, CMYK, ...), with the reason."""
+
+
+def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A real JPEG file: ``(decoded uint8 image, T x 8 x 8 tables from the file, info)``.
+
+    Decoded with Pillow (the codec the networks were trained with). Gray files give
+    HxW and one (luma) table; YCbCr colour files HxWx3 and (luma, chroma) tables.
+    Refused with ``UnsupportedJPEG``: non-JPEG files, progressive or arithmetic-coded
+    files, CMYK/YCCK, more than 8 bits per sample, colour files without a chroma table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise UnsupportedJPEG(f"{path.name}: not an image file Pillow can read") from None
+    with im:
+        if im.format != "JPEG":
+            raise UnsupportedJPEG(f"{path.name}: not a JPEG file ({im.format}); only JPEG files carry "
+                                  "the quantization tables QGCN reads")
+        if im.info.get("progressive") or im.info.get("progression"):
+            raise UnsupportedJPEG(f"{path.name}: progressive JPEG; the networks were trained on baseline "
+                                  "JPEG only (re-encoding it would add a second compression)")
+        if im.mode not in ("L", "RGB"):
+            raise UnsupportedJPEG(f"{path.name}: {im.mode} JPEG (only gray and YCbCr colour files are supported)")
+        q = {k: np.array(v, dtype=np.int64).reshape(8, 8) for k, v in im.quantization.items()}
+        im.load()
+        img = np.asarray(im).copy()
+    if not q or 0 not in q:
+        raise UnsupportedJPEG(f"{path.name}: no luma quantization table")
+    color = img.ndim == 3
+    if color and 1 not in q:
+        raise UnsupportedJPEG(f"{path.name}: colour file with a single quantization table (not IJG-style)")
+    tables = np.stack([q[0], q[1]] if color else [q[0]])
+    info = {"color": color, "size": tuple(img.shape[:2]), "qf_luma": jpeg.estimate_qf(q[0], "luma"),
+            "qf_chroma": jpeg.estimate_qf(q[1], "chroma") if color else None}
+    return img, tables, info
+
+
+def restore_file(model: QGCNNet, path) -> tuple[np.ndarray, dict]:
+    """Restore a real JPEG file with the quantization tables it carries: ``(uint8 image, info)``."""
+    img, tables, info = read_jpeg(path)
+    want = "colour" if model.channels == 3 else "gray"
+    if info["color"] != (model.channels == 3):
+        raise UnsupportedJPEG(f"{Path(path).name} is a {'colour' if info['color'] else 'gray'} JPEG; "
+                              f"this is a {want} network (use the {'-color' if info['color'] else '-gray'} model)")
+    return restore(model, img, tables), info
 
 
 def load_qgcn(path, device="cpu") -> QGCNNet:
