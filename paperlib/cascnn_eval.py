@@ -27,7 +27,7 @@ METRICS = ("psnr", "psnrb", "ssim")  # Table II's column order
 # our row label -> (network suffix, the paper's method label in published/cascnn.csv)
 OURS = {"ours, MS loss": ("-ms", "CAS-CNN (MS loss)"), "ours, w/ loss FT": ("", "CAS-CNN (w/ loss FT)")}
 PUBLISHED_ONLY = ("SA-DCT", "AR-CNN", "L4", "L8")
-TRANSCRIBED = "transcribed from the paper"
+TRANSCRIBED = reproduce.TRANSCRIBED
 
 
 def network_name(qf: int, ms: bool = False) -> str:
@@ -172,16 +172,7 @@ def ipsnr_by_qf(per_image: pd.DataFrame) -> pd.DataFrame:
     return g[["ipsnr", "ipsnrb", "issim"]].mean().assign(n_images=g.size()).reset_index()
 
 
-def ints_or_blank(values) -> pd.Series:
-    """Whole numbers as text, missing ones as "" (so tables show a blank, not NaN or <NA>)."""
-    return pd.Series(["" if v is None or pd.isna(v) else str(int(v)) for v in values],
-                     index=getattr(values, "index", None), dtype=object)
-
-
-def _cells(printed: pd.DataFrame, summary: pd.DataFrame | None, prefix: str) -> pd.DataFrame:
-    if summary is None or printed.empty:
-        return pd.DataFrame(columns=["metric", "printed", "ours", "diff", "note"])
-    return reproduce.compare(printed, summary, prefix=prefix)
+ints_or_blank = reproduce.ints_or_blank
 
 
 def table2(jpeg_summary: pd.DataFrame, ours: Sequence[dict], qfs=TABLE_II_QFS, demo: bool = False):
@@ -195,59 +186,13 @@ def table2(jpeg_summary: pd.DataFrame, ours: Sequence[dict], qfs=TABLE_II_QFS, d
 
     Returns ``(table, cells)``: the wide table (one row per method and QF, our
     metrics, the printed ones, ``diff_*`` = ours rounded to the printed precision
-    minus printed) and the long per-cell comparison of ``reproduce.compare``.
+    minus printed) and the long per-cell comparison of ``reproduce.compare``
+    (``reproduce.method_table`` with CAS-CNN's printed rows).
     """
     printed = published.load(paper="cascnn", table="II", dataset="live1")
-    rows, cells = [], []
-
-    def row(qf, method, source, summary, prefix, paper_method, extra):
-        p = printed[(printed.qf == qf) & (printed.method == paper_method)] if paper_method else printed.iloc[:0]
-        c = _cells(p, summary, prefix)
-        if not c.empty:
-            cells.append(c.assign(row=method))
-        r = {"qf": qf, "method": method, "source": source}
-        s = None
-        if summary is not None and qf in set(summary.qf):
-            s = summary.set_index("qf").loc[qf]
-        for m in METRICS:
-            r[m] = float(s[f"{prefix}{m}"]) if s is not None else float("nan")
-        for m in METRICS:
-            hit = p[p.metric == m]
-            r[f"paper_{m}"] = hit.printed.iloc[0] if len(hit) else ""
-        for m in METRICS:
-            hit = c[c.metric == m] if not c.empty else c
-            r[f"diff_{m}"] = float(hit["diff"].iloc[0]) if len(hit) and not demo else float("nan")
-        r["n_images"] = int(s["n_images"]) if s is not None else None
-        notes = [n for n in (c.note if not c.empty else []) if n]
-        r.update({"network": "", "budget": "", "steps": None, "train_data": "", **extra})
-        r["note"] = "; ".join(dict.fromkeys([extra.get("note", "")] + notes if extra.get("note") else notes))
-        rows.append(r)
-
-    for qf in qfs:
-        row(qf, "JPEG", "this run (computed)", jpeg_summary, "jpeg_", "JPEG",
-            {"network": "none (JPEG decode)", "train_data": "no training"})
-        for method in PUBLISHED_ONLY:
-            if ((printed.qf == qf) & (printed.method == method)).any():
-                row(qf, method, f"paper only ({TRANSCRIBED})", None, "", method, {})
-        for method, (_, paper_method) in OURS.items():
-            for o in (o for o in ours if o["qf"] == qf and o["method"] == method):
-                extra = {k: o.get(k) for k in ("network", "budget", "steps", "train_data")}
-                if o.get("summary") is None:
-                    row(qf, method, "missing", None, "restored_", paper_method,
-                        {**extra, "note": o.get("note") or "not evaluated"})
-                else:
-                    row(qf, method, "this run", o["summary"], "restored_", paper_method,
-                        {**extra, "note": o.get("note", "")})
-    table = pd.DataFrame(rows)
-    for col in ("network", "budget", "train_data", "note"):
-        table[col] = table[col].fillna("").astype(str)
-    for col in ("steps", "n_images"):
-        table[col] = ints_or_blank(table[col])
-    cells = pd.concat(cells, ignore_index=True) if cells else pd.DataFrame()
-    if demo and not cells.empty:
-        cells["diff"] = float("nan")
-        cells["match"] = None
-    return table, cells
+    rows = [{**o, "paper_method": OURS[o["method"]][1]} for o in ours if o["method"] in OURS]
+    return reproduce.method_table(printed, jpeg_summary, rows, qfs, published_only=PUBLISHED_ONLY,
+                                  metrics=METRICS, order=list(OURS), demo=demo)
 
 
 def match_classic5(jpeg_per_image: pd.DataFrame, printed: pd.DataFrame | None = None) -> pd.DataFrame:

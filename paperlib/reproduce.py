@@ -10,8 +10,10 @@ import pandas as pd
 
 from . import data, protocols, published
 
-__all__ = ["EVAL_SETS", "NOT_REPRODUCED", "VARIANTS", "jpeg_summary", "jpeg_row_table", "compare",
-           "convention_effects"]
+__all__ = ["EVAL_SETS", "NOT_REPRODUCED", "JPEG_ROW_ONLY", "VARIANTS", "TRANSCRIBED", "jpeg_summary", "jpeg_row_table", "compare",
+           "method_table", "ints_or_blank", "convention_effects"]
+
+TRANSCRIBED = "transcribed from the paper"
 
 # published dataset label -> (dataset, split, protocol)
 EVAL_SETS = {
@@ -37,6 +39,18 @@ NOT_REPRODUCED = {
     ("svoboda", "5", "live1", 10, "ssim"): _SVOBODA5,
     ("svoboda", "5", "live1", 10, "psnrb"): _SVOBODA5,
 }
+
+# Of those, the explanations that concern the printed JPEG row alone (a mislabelled row) rather than how the
+# whole column was evaluated (the crops, which apply to every method's cell at that QF): ``compare`` attaches
+# them to the JPEG cells only.
+JPEG_ROW_ONLY = {k for k, v in NOT_REPRODUCED.items() if v == _SVOBODA5}
+
+
+def _note(r) -> str:
+    key = (r.paper, r.table, r.dataset, r.qf, r.metric)
+    if key in JPEG_ROW_ONLY and r.method != "JPEG":
+        return ""
+    return NOT_REPRODUCED.get(key, "")
 
 
 def jpeg_summary(eval_set: str, qfs, data_root=None, progress: bool = True, demo_fallback: bool = False):
@@ -94,9 +108,95 @@ def compare(printed: pd.DataFrame, ours: pd.DataFrame, prefix: str = "jpeg_") ->
             "metric": r.metric, "printed": r.printed, "ours": value,
             "diff": round(rounded - r.value, r.decimals) if have else float("nan"),
             "match": published.matches(value, r.printed) if have else None,
-            "note": NOT_REPRODUCED.get((r.paper, r.table, r.dataset, r.qf, r.metric), ""),
+            "note": _note(r),
         })
     return pd.DataFrame(rows)
+
+
+def ints_or_blank(values) -> pd.Series:
+    """Whole numbers as text, missing ones as "" (so tables show a blank, not NaN or <NA>)."""
+    return pd.Series(["" if v is None or pd.isna(v) else str(int(v)) for v in values],
+                     index=getattr(values, "index", None), dtype=object)
+
+
+def _cells(printed: pd.DataFrame, summary: pd.DataFrame | None, prefix: str) -> pd.DataFrame:
+    if summary is None or printed.empty:
+        return pd.DataFrame(columns=["metric", "printed", "ours", "diff", "note"])
+    return compare(printed, summary, prefix=prefix)
+
+
+def method_table(printed: pd.DataFrame, jpeg_summary: pd.DataFrame, ours, qfs, published_only=(),
+                 metrics=("psnr", "psnrb", "ssim"), order=None, jpeg_method: str = "JPEG", demo: bool = False):
+    """A paper's results table (methods x QFs) with our rows beside the printed ones.
+
+    ``printed``: ``published.load(...)`` rows of one table and dataset. ``jpeg_summary``:
+    ``protocols.summarize`` of the JPEG evaluation (columns ``qf``, ``n_images``, ``jpeg_*``),
+    compared with the printed ``jpeg_method`` row. ``published_only``: printed methods shown
+    as the paper's numbers only (a method is listed at a QF only where it is printed there).
+    ``ours``: one dict per network row with keys ``qf``, ``method`` (our row label),
+    ``paper_method`` (the printed method it reproduces, or None), ``network``, ``summary``
+    (``protocols.summarize`` of its evaluation, or None when it is missing), ``note`` (why it
+    is missing, or a remark) and optionally ``budget``, ``steps``, ``train_data``.
+    ``order``: our method labels in row order (default: order of first appearance in ``ours``).
+    ``demo``: the numbers are not on the paper's data, so no diffs.
+
+    Returns ``(table, cells)``: the wide table (one row per method and QF: our metrics, the
+    printed ones as ``paper_*`` strings, ``diff_*`` = ours rounded to the printed precision
+    minus printed) and the long per-cell comparison of ``compare``.
+    """
+    rows, cells = [], []
+    ours = list(ours)
+    if order is None:
+        order = list(dict.fromkeys(o["method"] for o in ours))
+
+    def row(qf, method, source, summary, prefix, paper_method, extra):
+        p = printed[(printed.qf == qf) & (printed.method == paper_method)] if paper_method else printed.iloc[:0]
+        c = _cells(p, summary, prefix)
+        if not c.empty:
+            cells.append(c.assign(row=method))
+        r = {"qf": qf, "method": method, "source": source}
+        s = None
+        if summary is not None and qf in set(summary.qf):
+            s = summary.set_index("qf").loc[qf]
+        for m in metrics:
+            r[m] = float(s[f"{prefix}{m}"]) if s is not None else float("nan")
+        for m in metrics:
+            hit = p[p.metric == m]
+            r[f"paper_{m}"] = hit.printed.iloc[0] if len(hit) else ""
+        for m in metrics:
+            hit = c[c.metric == m] if not c.empty else c
+            r[f"diff_{m}"] = float(hit["diff"].iloc[0]) if len(hit) and not demo else float("nan")
+        r["n_images"] = int(s["n_images"]) if s is not None else None
+        notes = [n for n in (c.note if not c.empty else []) if n]
+        r.update({"network": "", "budget": "", "steps": None, "train_data": "", **extra})
+        r["note"] = "; ".join(dict.fromkeys([extra.get("note", "")] + notes if extra.get("note") else notes))
+        rows.append(r)
+
+    for qf in qfs:
+        row(qf, jpeg_method, "this run (computed)", jpeg_summary, "jpeg_", jpeg_method,
+            {"network": "none (JPEG decode)", "train_data": "no training"})
+        for method in published_only:
+            if ((printed.qf == qf) & (printed.method == method)).any():
+                row(qf, method, f"paper only ({TRANSCRIBED})", None, "", method, {})
+        for method in order:
+            for o in (o for o in ours if o["qf"] == qf and o["method"] == method):
+                extra = {k: o.get(k) for k in ("network", "budget", "steps", "train_data")}
+                if o.get("summary") is None:
+                    row(qf, method, "missing", None, "restored_", o.get("paper_method"),
+                        {**extra, "note": o.get("note") or "not evaluated"})
+                else:
+                    row(qf, method, "this run", o["summary"], "restored_", o.get("paper_method"),
+                        {**extra, "note": o.get("note", "")})
+    table = pd.DataFrame(rows)
+    for col in ("network", "budget", "train_data", "note"):
+        table[col] = table[col].fillna("").astype(str)
+    for col in ("steps", "n_images"):
+        table[col] = ints_or_blank(table[col])
+    cells = pd.concat(cells, ignore_index=True) if cells else pd.DataFrame()
+    if demo and not cells.empty:
+        cells["diff"] = float("nan")
+        cells["match"] = None
+    return table, cells
 
 
 # Conventions other toolkits use, as changes to a base protocol (name -> (base, change)).

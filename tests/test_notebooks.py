@@ -55,3 +55,44 @@ def test_cascnn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeyp
     # Fig. 6: the Classic5 files are identified from their JPEG numbers
     matching = pd.read_csv(out / "fig6_classic5_matching.csv")
     assert matching.file.notna().all()
+
+
+def test_svoboda_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeypatch):
+    """train=True, budget="smoke": trains L4 (3 objectives) and L8 for a few steps, writes the tables and figures (< 1 min)."""
+    import pandas as pd
+
+    monkeypatch.setenv("PAPERLIB_DATA", str(data_root))
+    out = tmp_path / "figures"
+    pm.execute_notebook(str(NOTEBOOKS / "svoboda.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"train": True, "budget": "smoke", "out_dir": str(out)},
+                        cwd=str(NOTEBOOKS), progress_bar=False)
+    names = {p.name for p in out.iterdir()}
+    for stem in ("networks", "table3_live1", "table3_live1_cells", "table4_bsds500_val", "table5_objectives_live1",
+                 "table5_objectives_live1_cells", "tables34_ipsnr", "tables_per_image", "fig5_qf_sweep",
+                 "fig6_training_curves_data", "fig7_filter_stats", "speed"):
+        assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
+    for stem in ("fig5_qf_generalisation", "fig6_training_curves", "fig7_filters"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
+    assert not any(n.startswith("fig8") for n in names)        # needs the data-size networks: skipped, not faked
+    # the runs went into out_dir/runs/ and finished (the default qf is 10)
+    for name in ("l4-direct-q10", "l4-sobel-q10", "l4-residual-q10", "l8-residual-q10"):
+        run = out / "runs" / f"{name}-smoke-seed0"
+        assert (run / f"{name[:2].upper()}_fp16.pt").is_file(), name
+    t3 = pd.read_csv(out / "table3_live1.csv", dtype=str, keep_default_na=False)
+    assert list(t3.method) == ["JPEG", "spp", "SA-DCT", "AR-CNN", "L4 residual (ours)", "L8 residual (ours)"]
+    l4 = t3[t3.method == "L4 residual (ours)"].iloc[0]
+    assert l4.source == "this run" and l4.budget == "smoke" and l4.n_images == "2" and l4.psnr != ""
+    assert l4.paper_psnr == "29.08" and l4.diff_psnr != ""
+    assert t3[t3.method == "JPEG"].paper_psnr.iloc[0] == "27.77"
+    t5 = pd.read_csv(out / "table5_objectives_live1.csv", dtype=str, keep_default_na=False)
+    assert list(t5.method) == ["JPEG", "L4 direct mapping (ours)", "L4 edge preserving, Sobel (ours)",
+                               "L4 residual (ours)"]
+    assert "BSDS500-val" in t5[t5.method == "JPEG"].note.iloc[0]
+    assert (t5.source.iloc[1:] == "this run").all()
+    speed = pd.read_csv(out / "speed.csv")
+    assert list(speed.arch) == ["L4", "L8"] and list(speed.paper_ms_per_mpixel) == [220, 1052]
+    # every output says it comes from the smoke budget; tables with printed numbers say they are transcribed
+    for md in out.glob("*.md"):
+        assert "SMOKE BUDGET" in md.read_text(), md.name
+    for stem in ("table3_live1", "table4_bsds500_val", "table5_objectives_live1", "speed"):
+        assert "transcribed" in (out / f"{stem}.md").read_text(), stem
