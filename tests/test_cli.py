@@ -41,3 +41,61 @@ def test_data_verify(data_root, tmp_path):
     assert ok.returncode == 0 and "29 files" in ok.stdout
     bad = _run("data", "verify", "live1", "--root", str(tmp_path))
     assert bad.returncode == 1 and "missing" in bad.stderr
+
+
+def _jpegs(folder):
+    """A baseline colour JPEG (QF 25), a progressive one, a CMYK one, a PNG and a gray JPEG."""
+    import numpy as np
+    from PIL import Image
+    folder.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 52, 3), dtype=np.uint8)
+    im = Image.fromarray(rgb)
+    im.save(folder / "a.jpg", quality=25)
+    im.save(folder / "p.jpg", quality=25, progressive=True)
+    im.convert("CMYK").save(folder / "c.jpg", quality=25)
+    im.save(folder / "x.png")
+    im.convert("L").save(folder / "g.jpeg", quality=40)
+    return folder
+
+
+def test_restore_file_folder_and_refusals(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    src = _jpegs(tmp_path / "in")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = tmp_path / "a.png"
+    assert cli.main(["restore", str(src / "a.jpg"), str(out), "--model", "qgcn-color"]) == 0
+    assert "IJG QF 25" in capsys.readouterr().out
+    assert np.asarray(Image.open(out)).shape == (40, 52, 3)
+    with pytest.raises(SystemExit, match="exists"):                       # no silent overwrite
+        cli.main(["restore", str(src / "a.jpg"), str(out), "--model", "qgcn-color"])
+    with pytest.raises(SystemExit, match="losslessly"):                   # never the input, never JPEG out
+        cli.main(["restore", str(src / "a.jpg"), str(src / "a.jpg"), "--model", "qgcn-color"])
+    with pytest.raises(SystemExit, match="not a QGCN"):
+        cli.main(["restore", str(src / "a.jpg"), str(tmp_path / "b.png"), "--model", "cascnn-q20"])
+    assert cli.main(["restore", str(src / "p.jpg"), str(tmp_path / "p.png"), "--model", "qgcn-color"]) == 1
+    assert "progressive" in capsys.readouterr().err
+    # folder form: a.jpg restored; progressive, CMYK and the gray file (colour model) skipped with reasons
+    assert cli.main(["restore", str(src), str(tmp_path / "out"), "--model", "qgcn-color", "--quiet"]) == 1
+    res = capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert "CMYK" in res.err and "progressive" in res.err and "gray JPEG" in res.err
+    assert "restored 1 of 4" in res.out
+    assert cli.main(["restore", str(src / "g.jpeg"), str(tmp_path / "g.png"), "--model", "qgcn-gray"]) == 0
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before        # inputs untouched
+    with pytest.raises(SystemExit, match="differ"):
+        cli.main(["restore", str(src), str(src), "--model", "qgcn-color"])
+
+
+def test_evaluate_qgcn_model_checks_the_protocol(data_root, tmp_path):
+    import shutil
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    shutil.copy(data_root / "live1" / "monarch.bmp", imgs)
+    out = _run("evaluate", "--model", "qgcn-color", "--images", str(imgs), "--qf", "10", "--protocol", "color-qgcn",
+               "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)[0]
+    assert row["restored"]["psnr"] > row["jpeg"]["psnr"]
+    bad = _run("evaluate", "--model", "qgcn-color", "--images", str(imgs), "--qf", "10", "--protocol", "gray")
+    assert bad.returncode != 0 and "colour" in bad.stderr

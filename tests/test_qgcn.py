@@ -9,8 +9,8 @@ from PIL import Image
 
 from paperlib import checkpoint as ckpt
 from paperlib import jpeg
-from paperlib.models.qgcn import (BUDGETS, EDSR, GLOBAL_TABLE_I, QCN, QGCN, QGCNNet, default_name, load_qgcn,
-                                  quant_map, restore, tables_for_qf, train_qgcn)
+from paperlib.models.qgcn import (BUDGETS, EDSR, GLOBAL_TABLE_I, QCN, QGCN, QGCNNet, default_name, load_qgcn, read_jpeg,
+                                  quant_map, restore, restore_file, tables_for_qf, train_qgcn)
 from paperlib.patches import PatchSampler, build_val_set
 from synthetic import synthetic_images
 
@@ -154,3 +154,20 @@ def test_names():
     assert default_name("edsr", True, 10) == "edsr-color-q10"
     assert default_name("edsr", True, (10, 50)) == "edsr-color-q10-50"
     assert default_name("qgcn", True, n_res=16) == "qgcn-color-r16"
+
+
+def test_map_of_a_real_file_matches_pillow_tables_and_ijg(tmp_path):
+    """read_jpeg's tables -> quant_map: equal to Pillow's own report for the file and to IJG's tables at the QF."""
+    img = RGB[1][:43, :61]                       # not a multiple of 8: the map is padded with the image
+    path = tmp_path / "x.jpg"
+    Image.fromarray(img).save(path, quality=17)
+    dec, tables, info = read_jpeg(path)
+    assert dec.shape == img.shape and info["qf_luma"] == 17 == info["qf_chroma"]
+    with Image.open(path) as im:
+        pil = [np.array(im.quantization[k]).reshape(8, 8) for k in (0, 1)]
+    m = quant_map(torch.tensor(tables, dtype=torch.float32)[None], 48, 64)
+    for c in (0, 1):
+        assert torch.equal(m[0, c], torch.tensor(np.tile(pil[c], (6, 8)) / 255.0, dtype=torch.float32))
+        assert np.array_equal(pil[c], tables_for_qf(17, True)[c])
+    out, _ = restore_file(QGCN(3, 1), path)
+    assert out.shape == img.shape
