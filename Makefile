@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures test clean-venv cascnn-checkpoints svoboda-checkpoints
+.PHONY: setup figures test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints
 
 setup: $(STAMP)
 
@@ -34,6 +34,7 @@ clean-venv:
 # How the committed CAS-CNN checkpoints were trained (`cpu` budget; hours on this 2-core CPU).
 # Resumable: rerun after an interruption. QF20 first, the other QFs start from it (as in the paper).
 CASCNN_DERIVED_STEPS ?= 1200
+DEVICE ?= cpu
 cascnn-checkpoints: $(STAMP)
 	$(BIN)/python -m paperlib.models.cascnn --qf 20 --budget cpu --out runs/cascnn-q20 --publish
 	set -e; for q in 10 40 60 80; do \
@@ -59,5 +60,27 @@ SVOBODA_RUNS = \
 svoboda-checkpoints: $(STAMP)
 	set -e; for run in $(SVOBODA_RUNS); do \
 	  name=$${run%%:*}; args=$$(echo "$${run#*:}" | tr ',' ' '); \
-	  $(BIN)/python -m paperlib.models.svoboda --budget cpu --out runs/$$name --publish $$name $$args; \
+	  $(BIN)/python -m paperlib.models.svoboda --budget cpu --device $(DEVICE) --out runs/$$name --publish $$name $$args; \
 	done
+
+# How the committed QGCN-family checkpoints were trained (`cpu` budget, n_res 8; ~22 min per network on this 2-core
+# CPU for n_res 8, more for larger n_res; they were run with DEVICE=cuda on one GPU, 18 at once). Resumable.
+# Runs marked --log-only publish their training log and manifest without the (too large) weights.
+QGCN_RUNS = \
+  qgcn-color:--variant,qgcn,--color qcn-color:--variant,qcn,--color edsr-color:--variant,edsr,--color \
+  qgcn-gray:--variant,qgcn,--gray qcn-gray:--variant,qcn,--gray edsr-gray:--variant,edsr,--gray \
+  $(foreach q,10 20 30 40 50,edsr-color-q$(q):--variant,edsr,--color,--qf,$(q)) \
+  edsr-color-q10-50:--variant,edsr,--color,--qf,10-50 \
+  edsr-color-p64:--variant,edsr,--color,--hard-start,3000,--log-only \
+  qgcn-color-p64:--variant,qgcn,--color,--hard-start,3000,--log-only \
+  $(foreach r,16 32 64,qgcn-color-r$(r):--variant,qgcn,--color,--n-res,$(r),--log-only)
+
+qgcn-checkpoints: $(STAMP)
+	set -e; for run in $(QGCN_RUNS); do \
+	  name=$${run%%:*}; args=$$(echo "$${run#*:}" | tr ',' ' '); \
+	  $(BIN)/python -m paperlib.models.qgcn --budget cpu --device $(DEVICE) --val set14 --out runs/$$name \
+	    --publish $$name $$args; \
+	done
+	# Table III's CAS-CNN over QF 1-60 (this project's CAS-CNN recipe, validated on Set14, not the test sets)
+	$(BIN)/python -m paperlib.models.cascnn --qf 1-60 --budget cpu --device $(DEVICE) --val set14 \
+	  --out runs/cascnn-q1-60 --publish
