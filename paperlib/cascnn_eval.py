@@ -141,17 +141,23 @@ def center_crops(paths, size: int, protocol="gray") -> dict:
     return out
 
 
-def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8) -> pd.DataFrame:
+def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8,
+                    restore_batch=None) -> pd.DataFrame:
     """``protocols.evaluate`` for in-memory references (``{name: uint8}``), restoring in batches.
 
     Same columns as ``protocols.evaluate``; ``restored_*`` only when ``model`` is given.
+    ``restore_batch(model, decoded_images, qf, batch) -> list`` restores them (default:
+    ``enhance_batch``, gray networks that need no QF; QGCN passes its own).
     """
     protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
+    if restore_batch is None:
+        def restore_batch(m, imgs, qf, b):
+            return enhance_batch(m, imgs, b)
     names = list(refs)
     rows = []
     for qf in qfs:
         coded = [protocol.compress(refs[n], qf) for n in names]
-        restored = enhance_batch(model, [c[0] for c in coded], batch) if model is not None else None
+        restored = restore_batch(model, [c[0] for c in coded], qf, batch) if model is not None else None
         for i, n in enumerate(names):
             ref, (dec, nbytes) = refs[n], coded[i]
             row = {"image": n, "qf": int(qf), "height": ref.shape[0], "width": ref.shape[1],

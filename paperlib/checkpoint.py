@@ -70,3 +70,21 @@ def load_fp16(path) -> tuple[dict, dict]:
         raise ValueError(f"{path}: not a {FP16_FORMAT} weights file")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
     return sd, obj["meta"]
+
+
+def load_weights(path, key: str) -> tuple[dict, dict | None]:
+    """Float32 weights of one model from an ``export_fp16`` file or a training checkpoint: ``(state_dict, kwargs)``.
+
+    ``kwargs`` (how to rebuild the model) come from the export's meta, or from the run's
+    ``manifest.json`` beside a training checkpoint (``["model"]["kwargs"]``); None when neither has them.
+    ``key`` names the model inside a training checkpoint (``checkpoint["models"][key]``).
+    """
+    path = Path(path)
+    obj = load(path)
+    if isinstance(obj, dict) and obj.get("format") == FP16_FORMAT:
+        sd, meta = load_fp16(path)
+        return sd, meta.get("kwargs")
+    sd = obj["models"][key]
+    man = path.with_name("manifest.json")
+    kwargs = json.loads(man.read_text()).get("model", {}).get("kwargs") if man.exists() else None
+    return sd, kwargs

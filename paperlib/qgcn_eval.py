@@ -185,21 +185,7 @@ def ours_row(qf: int, method: str, paper_method, net: dict, per_image: pd.DataFr
 
 def evaluate_arrays(refs: dict, qfs, model=None, protocol="color-qgcn", batch: int = 8) -> pd.DataFrame:
     """``cascnn_eval.evaluate_arrays`` for QGCN-family networks (colour or gray): in-memory references ``{name: uint8}``."""
-    protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
-    names = list(refs)
-    rows = []
-    for qf in qfs:
-        coded = [protocol.compress(refs[n], qf) for n in names]
-        restored = restore_many(model, [c[0] for c in coded], qf, batch) if model is not None else None
-        for i, n in enumerate(names):
-            ref, (dec, nbytes) = refs[n], coded[i]
-            row = {"image": n, "qf": int(qf), "height": ref.shape[0], "width": ref.shape[1],
-                   "bpp": 8.0 * nbytes / (ref.shape[0] * ref.shape[1])}
-            row.update({f"jpeg_{k}": v for k, v in protocol.score(ref, dec).items()})
-            if restored is not None:
-                row.update({f"restored_{k}": v for k, v in protocol.score(ref, restored[i]).items()})
-            rows.append(row)
-    return pd.DataFrame(rows)
+    return ce.evaluate_arrays(refs, qfs, model, protocol, batch, restore_batch=restore_many)
 
 
 def same_images_jpeg(per_image: pd.DataFrame) -> pd.DataFrame:

@@ -278,15 +278,9 @@ def restore_file(model: QGCNNet, path) -> tuple[np.ndarray, dict]:
 
 def load_qgcn(path, device="cpu") -> QGCNNet:
     """A QGCN/QCN/EDSR (float32, eval mode) from an ``export_fp16`` file or a training checkpoint + manifest."""
-    path = Path(path)
-    obj = ckpt.load(path, map_location="cpu")
-    if obj.get("format") == ckpt.FP16_FORMAT:
-        sd, meta = ckpt.load_fp16(path)
-        kwargs = dict(meta["kwargs"])
-    else:
-        import json
-        sd = obj["models"]["qgcn"]
-        kwargs = dict(json.loads(path.with_name("manifest.json").read_text())["model"]["kwargs"])
+    sd, kwargs = ckpt.load_weights(path, "qgcn")
+    if kwargs is None:
+        raise ValueError(f"{path}: no model kwargs (no fp16 meta and no manifest.json beside it)")
     net = QGCNNet(**kwargs)
     net.load_state_dict(sd)
     return net.to(device).eval()

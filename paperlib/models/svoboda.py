@@ -254,24 +254,15 @@ def load_svoboda(path, device="cpu", objective: str | None = None) -> SvobodaNet
     A training checkpoint takes its kwargs from the ``manifest.json`` beside it;
     without one, arch and skip are read off the weights and ``objective`` must be given.
     """
-    path = Path(path)
-    obj = ckpt.load(path, map_location="cpu")
-    if obj.get("format") == ckpt.FP16_FORMAT:
-        sd, meta = ckpt.load_fp16(path)
-        kwargs = dict(meta["kwargs"])
-    else:
-        sd = obj["models"]["svoboda"]
-        man = path.with_name("manifest.json")
-        if man.exists():
-            import json
-            kwargs = dict(json.loads(man.read_text())["model"]["kwargs"])
-        else:
-            n = len({k.split(".")[1] for k in sd if k.startswith("convs.")})
-            arch = {4: "L4", 8: "L8"}[n]
-            skip = "before" if arch == "L8" and sd["convs.3.weight"].shape[1] != 64 else "after"
-            if objective is None:
-                raise ValueError(f"{path}: no manifest.json beside it; pass objective=")
-            kwargs = {"arch": arch, "skip": skip}
+    sd, kwargs = ckpt.load_weights(path, "svoboda")
+    kwargs = dict(kwargs or {})
+    if not kwargs:  # a bare checkpoint: read arch and skip off the weights
+        n = len({k.split(".")[1] for k in sd if k.startswith("convs.")})
+        arch = {4: "L4", 8: "L8"}[n]
+        skip = "before" if arch == "L8" and sd["convs.3.weight"].shape[1] != 64 else "after"
+        if objective is None:
+            raise ValueError(f"{path}: no manifest.json beside it; pass objective=")
+        kwargs = {"arch": arch, "skip": skip}
     if objective is not None:
         kwargs["objective"] = objective
     net = SvobodaNet(**kwargs)
