@@ -13,6 +13,15 @@ from pathlib import Path
 __all__ = ["write", "write_bytes", "write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's temp files are 0600
+
+
 def write(path, fill) -> Path:
     """Call ``fill(binary_file_object)`` on a temp file next to ``path``, then rename it onto ``path``."""
     path = Path(path)
@@ -23,6 +32,8 @@ def write(path, fill) -> Path:
             fill(f)
             f.flush()
             os.fsync(f.fileno())
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), _MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

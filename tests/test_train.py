@@ -126,6 +126,9 @@ def test_checkpoint_atomic_and_weights_only(tmp_path):
         atomic.write(tmp_path / "c.pt", lambda f: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert ckpt.load(tmp_path / "c.pt")["step"] == 3
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["c.pt", "evil.pt"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")                                          # the mode open() gives (umask), not 0600
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 # ---- the loop --------------------------------------------------------------------------------
