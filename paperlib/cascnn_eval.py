@@ -73,17 +73,24 @@ def run_info(run_dir) -> dict:
     return json.loads((Path(run_dir) / "manifest.json").read_text())
 
 
-def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False):
+def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False,
+                     restorer=None):
     """``protocols.evaluate`` with ``model`` as the restorer; also returns the outputs of the images in ``keep``.
 
+    ``restorer(img, qf) -> uint8`` runs the network (default: ``models.cascnn.enhance(model, img)``,
+    gray networks that need no QF; QGCN passes one that gives the QF's tables).
     Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image.
     """
-    from .models.cascnn import enhance
+    if restorer is None:
+        from .models.cascnn import enhance
+
+        def restorer(img, qf):
+            return enhance(model, img)
 
     outputs = []
 
     def restore(img, qf):
-        out = enhance(model, img)
+        out = restorer(img, qf)
         outputs.append(out)
         return out
 

@@ -133,18 +133,7 @@ def evaluate_network(paths, qfs, model, protocol, keep: Iterable[str] = (), prog
 
     Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image of each image in ``keep``.
     """
-    outputs = []
-    fn = restorer(model)
-
-    def restore(img, qf):
-        out = fn(img, qf)
-        outputs.append(out)
-        return out
-
-    df = protocols.evaluate(paths, qfs, protocol, restore=restore, progress=progress)
-    keep = set(keep)
-    kept = {(r.image, int(r.qf)): o for r, o in zip(df.itertuples(), outputs) if r.image in keep}
-    return df, kept
+    return ce.evaluate_network(paths, qfs, model, keep, protocol, progress, restorer=restorer(model))
 
 
 def evaluate_plan(model, plan: dict, protocol, keep: Iterable[str] = ()):

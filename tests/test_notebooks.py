@@ -6,13 +6,18 @@ import papermill as pm
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def test_protocols_notebook_runs_and_writes_its_outputs(data_root, tmp_path, monkeypatch):
+def run_notebook(name, parameters, data_root, tmp_path, monkeypatch):
+    """Run ``notebooks/<name>`` with papermill into ``tmp_path``; returns (out_dir, names of the files it wrote)."""
     monkeypatch.setenv("PAPERLIB_DATA", str(data_root))
     out = tmp_path / "figures"
-    pm.execute_notebook(str(NOTEBOOKS / "protocols.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"datasets": ["live1", "bsds500-val"], "qfs": [10], "out_dir": str(out)},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
-    names = {p.name for p in out.iterdir()}
+    pm.execute_notebook(str(NOTEBOOKS / name), str(tmp_path / "out.ipynb"),
+                        parameters={**parameters, "out_dir": str(out)}, cwd=str(NOTEBOOKS), progress_bar=False)
+    return out, {p.name for p in out.iterdir()}
+
+
+def test_protocols_notebook_runs_and_writes_its_outputs(data_root, tmp_path, monkeypatch):
+    out, names = run_notebook("protocols.ipynb", {"datasets": ["live1", "bsds500-val"], "qfs": [10]},
+                              data_root, tmp_path, monkeypatch)
     for stem in ("jpeg_rows_live1", "jpeg_rows_bsds500-val", "jpeg_rows_summary", "convention_effects"):
         assert {f"{stem}.csv", f"{stem}.md"} <= names
     for stem in ("jpeg_rows", "convention_effects"):
@@ -27,12 +32,8 @@ def test_cascnn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeyp
     """train=True, budget="smoke": trains a CAS-CNN for a few steps, then writes every table and figure (< 1 min)."""
     import pandas as pd
 
-    monkeypatch.setenv("PAPERLIB_DATA", str(data_root))
-    out = tmp_path / "figures"
-    pm.execute_notebook(str(NOTEBOOKS / "cascnn.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"train": True, "budget": "smoke", "qf": 20, "out_dir": str(out)},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
-    names = {p.name for p in out.iterdir()}
+    out, names = run_notebook("cascnn.ipynb", {"train": True, "budget": "smoke", "qf": 20},
+                              data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table2_live1", "table2_live1_cells", "table2_live1_per_image", "table2_ipsnr",
                  "fig4_qf_sweep", "fig6_classic5", "fig6_classic5_matching", "throughput"):
         assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
@@ -61,12 +62,7 @@ def test_svoboda_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkey
     """train=True, budget="smoke": trains L4 (3 objectives) and L8 for a few steps, writes the tables and figures (< 1 min)."""
     import pandas as pd
 
-    monkeypatch.setenv("PAPERLIB_DATA", str(data_root))
-    out = tmp_path / "figures"
-    pm.execute_notebook(str(NOTEBOOKS / "svoboda.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"train": True, "budget": "smoke", "out_dir": str(out)},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
-    names = {p.name for p in out.iterdir()}
+    out, names = run_notebook("svoboda.ipynb", {"train": True, "budget": "smoke"}, data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table3_live1", "table3_live1_cells", "table4_bsds500_val", "table5_objectives_live1",
                  "table5_objectives_live1_cells", "tables34_ipsnr", "tables_per_image", "fig5_qf_sweep",
                  "fig6_training_curves_data", "fig7_filter_stats", "speed"):
@@ -102,12 +98,7 @@ def test_qgcn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeypat
     """train=True, budget="smoke": trains tiny QGCN/QCN/EDSR (colour) and QGCN (gray), writes every table and figure (< 1 min)."""
     import pandas as pd
 
-    monkeypatch.setenv("PAPERLIB_DATA", str(data_root))
-    out = tmp_path / "figures"
-    pm.execute_notebook(str(NOTEBOOKS / "qgcn.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"train": True, "budget": "smoke", "out_dir": str(out)},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
-    names = {p.name for p in out.iterdir()}
+    out, names = run_notebook("qgcn.ipynb", {"train": True, "budget": "smoke"}, data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table2_color", "table2_color_cells", "table2_ipsnr", "table2_per_image", "table3_gray",
                  "table3_gray_cells", "table3_ipsnr", "ordering", "qgcn_vs_jpeg", "fig6_qf_sweep", "fig7_monarch_scores",
                  "fig8_nres", "fig9_resolution_data", "fig10_patch_size_data"):
