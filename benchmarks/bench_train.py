@@ -1,39 +1,47 @@
-"""CAS-CNN training and inference throughput on this machine.
+"""CAS-CNN training and inference throughput on this machine, per precision and memory layout.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--steps 4] [--batch 8] [--crop 96]
+    .venv/bin/python benchmarks/bench_train.py [--steps 4] [--batch 8] [--crop 96]
 
 Training: full Adam steps (forward at all four scales, MS loss, backward, update)
-on batch x crop^2 patches, for fp32 NCHW, fp32 channels_last and channels_last
-with bf16 autocast. Then a few steps of the real loop (``train.train``, prefetch
-thread on) to show the share of step time spent waiting for data. Inference:
-one 512x768 image, no grad. Timings are medians; other processes on the
-machine slow them down (2 cores here), so run it on a quiet machine.
+on batch x crop^2 patches (the ``cpu`` budget's 8 x 96^2), for fp32 NCHW, fp32
+channels_last and, only where this CPU computes bf16 natively (``paperlib.machine``),
+channels_last with bf16 autocast; elsewhere that row reads "not native on this CPU"
+(emulated bf16 is tens of times slower). The row ``cpu budget (bf16=auto)`` is what
+a ``cpu``-budget run does here. Then a few steps of the real loop (``train.train``,
+prefetch thread on) to show the share of step time spent waiting for data.
+Inference: one 512x768 image, no grad. Timings are medians; other processes on the
+machine slow them down (2 cores here), so run it on a quiet machine. The rows, with the
+CPU model and the instruction set torch dispatches to, go to
+``figures/benchmarks/train_cascnn.{csv,md}``.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import statistics
 import tempfile
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
-from paperlib import images
-from paperlib.models.cascnn import CASCNN, make_step_fn, ms_loss
+from paperlib import data, images, machine, report
+from paperlib.models.cascnn import BUDGETS, CASCNN, make_step_fn, ms_loss
 from paperlib.patches import PatchSampler
 from paperlib.train import TrainConfig, train
 
-MODES = {"fp32": (False, False), "channels_last": (True, False), "channels_last+bf16": (True, True)}
+AUTO = machine.resolve_bf16(BUDGETS["cpu"].bf16, "cpu")
+MODES = {"fp32 NCHW": (False, False), "fp32 channels_last": (True, False), "bf16 channels_last": (True, True),
+         "cpu budget (bf16=auto)": (True, AUTO)}
 
 
 def _images():
-    files = sorted(glob.glob("/work/shared/datasets/bsds500/train/*.jpg"))[:8]
-    if files:
+    try:
+        files = data.image_paths("bsds500", "train", download_missing=False)[:8]
         return [images.read_gray(f) for f in files], "bsds500/train[:8]"
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (321, 481), dtype=np.uint8) for _ in range(4)], "synthetic noise"
+    except (data.DataNotFound, FileNotFoundError):
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, (321, 481), dtype=np.uint8) for _ in range(4)], "synthetic noise"
 
 
 def _ctx(bf16):
@@ -101,24 +109,42 @@ def main():
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--out", default=None, help="folder for the table (default figures/benchmarks)")
     a = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CAS-CNN, batch {a.batch} x {a.crop}^2, "
-          f"median of {a.steps} steps")
+    cpu = machine.describe("cpu")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, bf16 native: "
+          f"{machine.bf16_native('cpu')}; CAS-CNN, batch {a.batch} x {a.crop}^2, median of {a.steps} steps")
     px = a.batch * a.crop * a.crop
-    print(f"\n{'training':<20} {'s/step':>8} {'patches/s':>10} {'kpixel/s':>9}")
+    rows = []
+
+    def row(what, mode, precision, **kw):
+        rows.append({"what": what, "mode": mode, "precision": precision, "cpu": cpu,
+                     "threads": torch.get_num_threads(), **kw})
+        print(f"{what:<10} {mode:<24} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                    for k, v in kw.items()))
+
     for name, (cl, bf16) in MODES.items():
+        if bf16 and not machine.bf16_native("cpu"):
+            row("training", name, "bf16 autocast", note=machine.NOT_NATIVE)
+            continue
         s = bench_train_step(a.batch, a.crop, a.steps, cl, bf16)
-        print(f"{name:<20} {s:8.3f} {a.batch / s:10.2f} {px / s / 1e3:9.1f}")
+        row("training", name, machine.precision_label(bf16), s_per_step=s, patches_per_s=a.batch / s,
+            kpixel_per_s=px / s / 1e3)
     imgs, src = _images()
-    print(f"\nreal loop (train.train, prefetch thread, {src}, QF20):")
-    for bf16 in (False, True):
-        pps, wait, make_s = bench_loop(imgs, a.batch, a.crop, a.steps, bf16)
-        print(f"  channels_last{'+bf16' if bf16 else '     '}  {pps:6.2f} patches/s, data wait {100 * wait:.2f}% of "
-              f"step time (making a batch alone: {1e3 * make_s:.1f} ms)")
-    print(f"\n{'inference 512x768':<20} {'s/image':>8} {'Mpixel/s':>9}")
+    pps, wait, make_s = bench_loop(imgs, a.batch, a.crop, a.steps, "auto")
+    row("real loop", f"train.train, bf16=auto, {src}, QF20", machine.precision_label(AUTO), patches_per_s=pps,
+        data_wait_share=wait, make_batch_s=make_s)
     for name, (cl, bf16) in MODES.items():
+        if bf16 and not machine.bf16_native("cpu"):
+            row("inference", name, "bf16 autocast", note=machine.NOT_NATIVE)
+            continue
         s = bench_inference(cl, bf16)
-        print(f"{name:<20} {s:8.3f} {512 * 768 / s / 1e6:9.3f}")
+        row("inference", name, machine.precision_label(bf16), s_per_image=s, mpixel_per_s=512 * 768 / s / 1e6)
+    out = report.figures_dir("benchmarks", a.out)
+    report.save_table(pd.DataFrame(rows), out, "train_cascnn",
+                      f"CAS-CNN training steps (batch {a.batch} x {a.crop}^2, median of {a.steps}) and 512x768 "
+                      f"inference on {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads "
+                      "(benchmarks/bench_train.py).")
 
 
 if __name__ == "__main__":

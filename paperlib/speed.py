@@ -22,7 +22,10 @@ CAS-CNN (Table I, 128/256 channels) comes to 1,025,824 FLOPs per pixel
 (1.03 MFLOP; MEASUREMENTS.md rounds it to 1.0), independent of the image size
 for sides that are multiples of 8. Timings are wall-clock means over as many
 calls as fit in ``min_time_s`` after ``warmup`` calls; they depend on what else
-the machine is doing, so the result carries the thread count and load average.
+the machine is doing, so the result carries the thread count and load average, and the
+device with the CPU model and the instruction set torch dispatches to (``machine.describe``).
+bf16 autocast is measured when asked for; callers ask only where ``machine.bf16_native``
+(emulated bf16 on an AVX2-only CPU is tens of times slower than fp32).
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from . import machine
 
 __all__ = ["flops_per_pixel", "flops_by_module", "forward_throughput", "conv3x3_gflops", "machine_state"]
 
@@ -138,7 +143,7 @@ def forward_throughput(model: nn.Module, height: int, width: int, batch: int = 1
     s_per_call = elapsed / calls
     return {"height": height, "width": width, "batch": batch,
             "precision": "bf16 autocast" if bf16 else "fp32",
-            "layout": "channels_last" if channels_last else "NCHW", "device": str(device),
+            "layout": "channels_last" if channels_last else "NCHW", "device": machine.describe(device),
             "calls": calls, "s_per_call": s_per_call,
             "mpixel_per_s": batch * height * width / s_per_call / 1e6, **machine_state()}
 
@@ -167,6 +172,6 @@ def conv3x3_gflops(channels: int = 128, height: int = 128, width: int = 128, bat
     gflops = flop / s_per_call / 1e9
     return {"channels": channels, "height": height, "width": width, "batch": batch,
             "precision": "bf16 autocast" if bf16 else "fp32",
-            "layout": "channels_last" if channels_last else "NCHW", "device": str(device),
+            "layout": "channels_last" if channels_last else "NCHW", "device": machine.describe(device),
             "flop_per_call": flop, "calls": calls, "s_per_call": s_per_call,
             "gflops": gflops if math.isfinite(gflops) else float("nan"), **machine_state()}

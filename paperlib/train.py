@@ -24,12 +24,16 @@ What the loop does, and nothing more:
 * the learning-rate schedule: each optimizer group keeps the lr it was created
   with (``initial_lr``) times ``lr_gamma ** (milestones passed)`` (step decay;
   a loss/phase switch is the recipe's business, it gets ``step``);
-* optional gradient-norm clipping, channels_last, bf16 autocast;
+* optional gradient-norm clipping, channels_last, bf16 autocast (``bf16="auto"``: only where the
+  device computes bf16 natively, see ``paperlib.machine``; the precision is in the bar's title);
 * a tqdm bar (losses, patches/s), a per-step log (losses, lr, patches/s, share
   of step time spent waiting for data) kept in the checkpoint and written as
   ``log.csv``, validation every ``val_every`` steps;
 * checkpoints ``checkpoint.pt`` every ``ckpt_every`` steps, on stopping and at the
   end (atomic; models, optimizers, step, log, wall time) plus ``manifest.json``;
+  every call is a *chunk*: its machine, precision, steps and step rate are kept in
+  the checkpoint and listed in the manifest's ``chunks`` (the log's ``chunk``
+  column says which chunk made each step);
 * resume: if ``out_dir/checkpoint.pt`` exists, training goes on from it. On CPU
   the final weights are bit-for-bit those of an uninterrupted run: the batches
   and the RNG are functions of the step number, and the rest is in the file;
@@ -64,6 +68,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import machine
 from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
@@ -81,7 +86,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     grad_clip: float | None = None        # max global grad norm per optimizer, None = off
     channels_last: bool = True
-    bf16: bool = False                    # autocast(bfloat16) around the forward passes
+    bf16: bool | str = "auto"             # autocast(bfloat16) around the forward passes; "auto": where native
     device: str = "cpu"
     val_every: int = 0                    # 0: validate only at the end
     ckpt_every: int = 0                   # 0: checkpoint only on stopping / at the end
@@ -121,9 +126,10 @@ class StepContext:
     def __init__(self, optimizers: dict, cfg: TrainConfig, rank: int, world_size: int):
         self.optimizers, self.cfg, self.rank, self.world_size = optimizers, cfg, rank, world_size
         self.device_type = torch.device(cfg.device).type
+        self.bf16 = machine.resolve_bf16(cfg.bf16, cfg.device)
 
     def autocast(self):
-        if not self.cfg.bf16:
+        if not self.bf16:
             return nullcontext()
         return torch.autocast(self.device_type, dtype=torch.bfloat16)
 
@@ -214,6 +220,18 @@ def _git_commit() -> str | None:
     return os.environ.get("PAPERLIB_GIT_COMMIT")
 
 
+def _git_clean() -> bool | None:
+    """Was the checkout free of uncommitted changes to tracked files? None where git cannot tell."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).resolve().parent)
+        if out.returncode == 0:
+            return not out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
 def _csv_text(log: list[dict]) -> str:
     cols: dict = {}
     for row in log:
@@ -273,13 +291,6 @@ def read_log(out_dir):
     return pd.read_csv(Path(out_dir) / LOG)
 
 
-def _device_name(device: torch.device) -> str:
-    """What trained a run, for its manifest: ``cpu`` or e.g. ``cuda (NVIDIA H200)``."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
-
-
 def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, batch_fn: Callable,
           val_fn: Callable | None = None, manifest: dict | None = None) -> TrainResult:
     """Run (or resume) ``step_fn`` from the checkpoint's step to ``cfg.steps``; see the module doc.
@@ -302,7 +313,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
             g.setdefault("initial_lr", g["lr"])
 
     # ---- resume ----------------------------------------------------------------------------
-    start, log, wall_before = 0, [], 0.0
+    start, log, wall_before, chunks = 0, [], 0.0, []
     path = out / CHECKPOINT
     if cfg.resume and path.exists():
         state = ckpt.load(path, map_location=device)
@@ -311,13 +322,22 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
         for k, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         start, log, wall_before = state["step"], list(state["log"]), state["wall_time_s"]
+        chunks = list(state.get("chunks", []))
 
     nets = {k: DDP(m, find_unused_parameters=cfg.ddp_find_unused)
             if world > 1 and any(p.requires_grad for p in m.parameters()) else m
             for k, m in models.items()}
     ctx = StepContext(optimizers, cfg, rank, world)
+    precision = machine.precision_label(ctx.bf16)
+    git_clean = _git_clean() if main else None
     t0 = time.perf_counter()
     chunk = {"steps": 0, "step_s": 0.0, "wait_s": 0.0, "patches": 0}
+    this_chunk = {"chunk": len(chunks), "start_step": start, "end_step": start, "device": machine.describe(device),
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
+                  "precision": precision, "bf16_setting": cfg.bf16, "world_size": world,
+                  "threads": torch.get_num_threads(), "torch_version": str(torch.__version__),
+                  "steps_per_s": None, "patches_per_s": None, "wall_s": 0.0}
+    chunks.append(this_chunk)
     saved = {"wall_time_s": wall_before, "manifest": {}}
 
     def wall() -> float:
@@ -325,8 +345,12 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
 
     def save(step: int) -> None:
         saved["wall_time_s"] = wall()
+        this_chunk.update(end_step=step, wall_s=round(time.perf_counter() - t0, 3),
+                          steps_per_s=chunk["steps"] / chunk["step_s"] if chunk["step_s"] else None,
+                          patches_per_s=chunk["patches"] / chunk["step_s"] if chunk["step_s"] else None)
         if main:
             state = {"step": step, "wall_time_s": saved["wall_time_s"], "log": log, "config": asdict(cfg),
+                     "chunks": chunks,
                      "models": {k: m.state_dict() for k, m in models.items()},
                      "optimizers": {k: o.state_dict() for k, o in optimizers.items()}}
             ckpt.save_atomic(state, path)
@@ -345,9 +369,10 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
                 "throughput_last_chunk": {"patches_per_s": pps, "data_wait_share":
                                           chunk["wait_s"] / chunk["step_s"] if chunk["step_s"] else None,
                                           "steps": chunk["steps"]},
-                "git_commit": _git_commit(), "torch_version": torch.__version__,
+                "git_commit": _git_commit(), "git_clean": git_clean, "torch_version": torch.__version__,
                 "python": platform.python_version(), "threads": torch.get_num_threads(),
-                "device": _device_name(device)}
+                "device": machine.describe(device), "precision": precision,
+                "cpu": machine.cpu_info() if device.type == "cpu" else None, "chunks": chunks}
 
     def validate(step: int) -> dict:
         if not (main and val_fn):
@@ -363,7 +388,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
     # ---- the loop ----------------------------------------------------------------------------
     step = start
     bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and main), dynamic_ncols=True,
-               desc=out.name, unit="step")
+               desc=f"{out.name} [{precision}]", unit="step")
     end = cfg.steps if cfg.stop_at_step is None else max(start, min(cfg.steps, cfg.stop_at_step))
     batches = Prefetcher(batch_fn, range(start, end), cfg.prefetch)
     try:
@@ -396,7 +421,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
                 dist.all_reduce(vals)
                 losses = dict(zip(losses, (vals[:-1] / world).tolist()))
                 stop = bool(vals[-1] > 0)
-            row = {"step": step, **losses,
+            row = {"step": step, "chunk": this_chunk["chunk"], **losses,
                    "lr": factor * next(iter(optimizers.values())).param_groups[0]["initial_lr"],
                    "patches_per_s": n / step_s, "data_wait": wait_s / step_s}
             if step == cfg.steps or (cfg.val_every and step % cfg.val_every == 0):

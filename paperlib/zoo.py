@@ -106,7 +106,8 @@ def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=Non
         "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
         "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
         "torch_version": run.get("torch_version"), "threads": run.get("threads"), "device": run.get("device", "cpu"),
-        "throughput_last_chunk": run.get("throughput_last_chunk"),
+        "precision": run.get("precision"), "cpu": run.get("cpu"), "git_clean": run.get("git_clean"),
+        "throughput_last_chunk": run.get("throughput_last_chunk"), "chunks": run.get("chunks"),
     }
     ckpt.write_json_atomic(meta, dest / f"{name}.json")
     return dest / f"{name}.json"

@@ -129,6 +129,7 @@ def test_sampler_tables_match_each_patch_qf():
     assert [v[2].shape[0] for v in val] == [4, 1]
 
 
+@pytest.mark.isa
 def test_smoke_training_publish_and_load(tmp_path):
     from paperlib import zoo
     res = train_qgcn("qgcn", RGB, tmp_path / "run", "smoke", val_images=RGB[:1], sources=["synthetic"],

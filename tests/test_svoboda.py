@@ -218,6 +218,7 @@ def test_budgets():
     assert default_name("L4", "residual", (10, 60)) == "l4-residual-q10-60"
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("arch", ["L4", "L8"])
 def test_smoke_run_writes_files_and_loads_back(arch, tmp_path):
     res = train_svoboda(arch, "sobel", 20, IMAGES, tmp_path, "smoke", val_images=IMAGES[:1],
@@ -287,6 +288,7 @@ def test_overfits_a_fixed_batch(tmp_path):
         assert min(mse[-3:]) < factor * mse[0], (objective, mse)
 
 
+@pytest.mark.isa
 def test_cli_smoke(tmp_path, capsys):
     res = _main(["--arch", "L4", "--objective", "residual", "--qf", "10", "--budget", "smoke", "--train", "demo",
                  "--val", "demo", "--out", str(tmp_path), "--no-progress"])

@@ -213,7 +213,7 @@ class Budget:
     crop: int               # square training crops (multiple of 8)
     batch: int              # global batch
     lr: float = 1e-4        # Adam; the paper's 1e-4 (1e-3 diverges, see MEASUREMENTS.md)
-    bf16: bool = False
+    bf16: bool | str = "auto"  # bf16 autocast where the device computes it natively (paperlib.machine)
     channels_last: bool = True
     val_every: int = 0
     ckpt_every: int = 0
@@ -228,9 +228,11 @@ class Budget:
 BUDGETS = {
     # CI: a few steps on tiny crops, seconds.
     "smoke": Budget("smoke", steps=4, ft_fraction=0.25, crop=16, batch=2, val_every=2, ckpt_every=2, n_val=2),
-    # What fits this 2-core CPU: about 15-20 min per QF (bf16 autocast doubles the step rate,
-    # same loss per step as fp32 at this lr; see MEASUREMENTS.md and benchmarks/bench_train.py).
-    "cpu": Budget("cpu", steps=4000, ft_fraction=0.25, crop=96, batch=8, bf16=True,
+    # What fits a 2-core CPU. Where bf16 is native (AVX512-BF16) autocast doubles the step rate with the
+    # same loss per step as fp32 at this lr: 0.42 s/step, the committed cascnn-q20's 4000 steps took 46 min.
+    # On an AVX2-only CPU "auto" trains in fp32 (bf16 would be emulated, ~10x slower): see
+    # benchmarks/bench_train.py for the step rate of the CPU at hand.
+    "cpu": Budget("cpu", steps=4000, ft_fraction=0.25, crop=96, batch=8,
                   val_every=250, ckpt_every=250, n_val=32),
     # The paper: 120x120 luma crops, batch 20, Adam 1e-4, MS loss "until convergence", then FT
     # "for several epochs". The step counts are ours: 200k MS steps (80 epochs of 50k crops) then
@@ -326,7 +328,7 @@ def train_cascnn(qf, train_images: Sequence[np.ndarray], out_dir, budget="cpu", 
     run = lambda c: train(c, {"cascnn": net}, {"cascnn": opt}, make_step_fn(b.ft_start),  # noqa: E731
                           sampler.batch, val_fn=val_fn, manifest=manifest)
     ms_file = Path(out_dir) / "cascnn_ms_fp16.pt"
-    if b.ft_start < b.steps and not ms_file.exists() and (stop_at_step is None or stop_at_step >= b.ft_start):
+    if 0 < b.ft_start < b.steps and not ms_file.exists() and (stop_at_step is None or stop_at_step >= b.ft_start):
         # Stop at the end of the MS phase once, to keep its weights (Table II's "MS loss" row).
         t0 = time.monotonic()
         result = run(replace(cfg, stop_at_step=b.ft_start))
@@ -362,11 +364,16 @@ def _main(argv=None):
     ap.add_argument("--qf", type=parse_qf, required=True, help="e.g. 20, or 1-60 for a QF drawn per patch")
     ap.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
     add_run_arguments(ap, TRAIN_SETS, VAL_SETS)
+    ap.add_argument("--ft-fraction", type=float, default=None,
+                    help="override the budget's share of output-loss (FT) steps; 1: FT only, e.g. to continue "
+                         "a fine-tuned network given with --init-from")
     ap.add_argument("--publish", action="store_true",
                     help="when finished, commit-ready copies to checkpoints/ as cascnn-q{QF} and cascnn-q{QF}-ms")
     a = ap.parse_args(argv)
 
     over = {"steps": a.steps} if a.steps else {}
+    if a.ft_fraction is not None:
+        over["ft_fraction"] = a.ft_fraction
     crop = BUDGETS[a.budget].crop
     train_images, small = data.gray_images(a.train, a.data_root, min_side=crop)
     if small:  # e.g. one imagenet-sample image is 56x75

@@ -302,7 +302,7 @@ class Budget:
     lr: float = 1e-4
     lr_milestones: tuple = ()   # x lr_gamma at each
     lr_gamma: float = 0.1
-    bf16: bool = False
+    bf16: bool | str = "auto"   # bf16 autocast where the device computes it natively (paperlib.machine)
     channels_last: bool = True
     val_every: int = 0
     ckpt_every: int = 0
@@ -313,15 +313,16 @@ BUDGETS = {
     # CI: a few steps on tiny crops, seconds.
     "smoke": Budget("smoke", steps=4, hard_start=2, crop=16, batch=2, hard_crop=32, hard_batch=1, n_res=1,
                     val_every=2, ckpt_every=2, n_val=2),
-    # About 22 min per n_res=8 network on this 2-core CPU (measured: 0.31 s per 16 x 64^2 step, 0.93 s per
-    # 4 x 256^2 step, bf16 autocast); lr 2e-4 (the paper's 1e-4 is for ~10^5 steps), x0.3 twice near the end.
+    # About 22 min per n_res=8 network on a 2-core CPU with native bf16 (measured: 0.31 s per 16 x 64^2 step,
+    # 0.93 s per 4 x 256^2 step, bf16 autocast; fp32 on an AVX2-only CPU, see benchmarks/bench_train.py);
+    # lr 2e-4 (the paper's 1e-4 is for ~10^5 steps), x0.3 twice near the end.
     "cpu": Budget("cpu", steps=3000, hard_start=2400, crop=64, batch=16, hard_crop=256, hard_batch=4, n_res=8,
-                  lr=2e-4, lr_milestones=(2000, 2800), lr_gamma=0.3, bf16=True, val_every=250, ckpt_every=250,
+                  lr=2e-4, lr_milestones=(2000, 2800), lr_gamma=0.3, val_every=250, ckpt_every=250,
                   n_val=40),
     # The paper: n_res 32, batch 256 of 64x64 then 32 of 256x256, Adam 1e-4 / 10 every 20 epochs. Its epochs are
     # of ~340k 256x256 DIV2K sub-images: 20 epochs of 64x64 patches at batch 256 ~ 26k steps (our reading).
     "paper": Budget("paper", steps=80_000, hard_start=52_000, crop=64, batch=256, hard_crop=256, hard_batch=32,
-                    n_res=32, lr=1e-4, lr_milestones=(26_000, 66_000), lr_gamma=0.1, bf16=True, val_every=2000,
+                    n_res=32, lr=1e-4, lr_milestones=(26_000, 66_000), lr_gamma=0.1, val_every=2000,
                     ckpt_every=2000, n_val=256),
 }
 
