@@ -1,25 +1,20 @@
-"""Evaluation helpers for ``notebooks/cascnn.ipynb``: which networks exist, scoring them, Table II and Fig. 6 tables.
+"""CAS-CNN's tables for ``notebooks/cascnn.ipynb``: network names, Table II and Fig. 6 beside the printed numbers.
 
-Nothing here trains or defines a model. The notebook loads networks with
+Nothing here trains, defines or runs a model. The notebook loads networks with
 ``paperlib.zoo`` (committed checkpoints) or trains one with
-``paperlib.models.cascnn.train_cascnn``; these functions score them with the
-``gray`` protocol and put our numbers beside the transcribed ones.
+``paperlib.models.cascnn.train_cascnn``, scores them with ``paperlib.evaluation``
+(``gray`` protocol), and these functions put our numbers beside the transcribed ones.
 """
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from . import protocols, published, reproduce
+from . import published, reproduce
 
-__all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "PUBLISHED_ONLY", "network_name", "provenance",
-           "zoo_provenance", "run_info", "evaluate_network", "enhance_batch", "center_crops", "evaluate_arrays",
-           "table2", "ints_or_blank", "match_classic5", "fig6_table", "ipsnr_by_qf"]
+__all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "PUBLISHED_ONLY", "network_name", "table2",
+           "ints_or_blank", "match_classic5", "fig6_table"]
 
 TABLE_II_QFS = (10, 20, 40, 60, 80)
 MS_QFS = (10, 20, 40)             # Table II prints an "ours, MS loss" row only at these QFs
@@ -33,156 +28,6 @@ TRANSCRIBED = reproduce.TRANSCRIBED
 def network_name(qf: int, ms: bool = False) -> str:
     """Committed-network name: ``cascnn-q20`` (final, after FT) or ``cascnn-q20-ms`` (end of the MS phase)."""
     return f"cascnn-q{int(qf)}{'-ms' if ms else ''}"
-
-
-def provenance(meta: dict, weights_meta: dict | None = None) -> dict:
-    """Budget, steps, training data and wall time from a zoo manifest (``zoo.info``) or a run's manifest.json.
-
-    ``weights_meta``: the meta stored in the weights file itself (``checkpoint.load_fp16``). Its ``steps``
-    wins: the MS-phase weights of a run are those of step ``ft_start``, while a run's manifest (and a zoo
-    manifest copied from it) counts every step of the run.
-    """
-    d = meta.get("data") or {}
-    sources = d.get("sources") or []
-    n = d.get("n_images")
-    steps = (weights_meta or {}).get("steps", meta.get("steps", meta.get("steps_done")))
-    wall = meta.get("wall_time_s")
-    init = meta.get("init_from") or ""
-    train_data = " + ".join(sources) + (f" ({n} images)" if n else "")
-    if init:
-        train_data += f"; started from {Path(str(init)).name}"
-    return {"budget": meta.get("budget", ""), "steps": int(steps) if steps is not None else None,
-            "train_data": train_data, "wall_time_h": round(wall / 3600, 2) if wall is not None else None,
-            "init_from": str(init)}
-
-
-def zoo_provenance(name: str) -> dict:
-    """``provenance`` of the committed network ``name`` (its manifest and the meta inside its weights file)."""
-    from . import checkpoint, zoo
-
-    meta = zoo.info(name)
-    try:
-        _, weights_meta = checkpoint.load_fp16(zoo.CHECKPOINT_DIR / meta["file"])
-    except (OSError, ValueError, KeyError, RuntimeError):
-        weights_meta = None
-    return provenance(meta, weights_meta)
-
-
-def run_info(run_dir) -> dict:
-    """A training run's manifest.json (see ``train_cascnn``)."""
-    return json.loads((Path(run_dir) / "manifest.json").read_text())
-
-
-def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False,
-                     restorer=None):
-    """``protocols.evaluate`` with ``model`` as the restorer; also returns the outputs of the images in ``keep``.
-
-    ``restorer(img, qf) -> uint8`` runs the network (default: ``models.cascnn.enhance(model, img)``,
-    gray networks that need no QF; QGCN passes one that gives the QF's tables).
-    Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image.
-    """
-    if restorer is None:
-        from .models.cascnn import enhance
-
-        def restorer(img, qf):
-            return enhance(model, img)
-
-    outputs = []
-
-    def restore(img, qf):
-        out = restorer(img, qf)
-        outputs.append(out)
-        return out
-
-    df = protocols.evaluate(paths, qfs, protocol, restore=restore, progress=progress)
-    keep = set(keep)
-    # protocols.evaluate calls restore once per row, in row order
-    kept = {(r.image, int(r.qf)): o for r, o in zip(df.itertuples(), outputs) if r.image in keep}
-    return df, kept
-
-
-def enhance_batch(model, imgs: Sequence[np.ndarray], batch: int = 8, channels_last: bool = True) -> list:
-    """``models.cascnn.enhance`` for many images: same-sized images go through the network together."""
-    import torch
-
-    p = next(model.parameters())
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    was_training = model.training
-    model.eval()
-    groups = defaultdict(list)
-    for i, im in enumerate(imgs):
-        if im.ndim != 2 or im.dtype != np.uint8:
-            raise ValueError(f"expected HxW uint8 images, got {im.dtype} {im.shape}")
-        groups[im.shape].append(i)
-    out = [None] * len(imgs)
-    try:
-        with torch.no_grad():
-            for idx in groups.values():
-                for s in range(0, len(idx), batch):
-                    chunk = idx[s:s + batch]
-                    x = torch.from_numpy(np.stack([imgs[i] for i in chunk])).to(p.device, torch.float32)[:, None]
-                    y = model((x / 255.0).contiguous(memory_format=fmt))
-                    y = (y[:, 0].float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
-                    for i, yi in zip(chunk, y):
-                        out[i] = yi
-    finally:
-        model.train(was_training)
-    return out
-
-
-def center_crops(paths, size: int, protocol="gray") -> dict:
-    """``{image name: the size x size centre crop of its reference}`` (images smaller than ``size`` whole).
-
-    Crops are taken from the uncompressed image, so JPEG is applied to the crop
-    itself (its 8x8 grid starts at the crop's corner).
-    """
-    protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
-    out = {}
-    for p in paths:
-        ref = protocol.reference(p)
-        h, w = ref.shape[:2]
-        ch, cw = min(size, h), min(size, w)
-        top, left = (h - ch) // 2, (w - cw) // 2
-        out[Path(p).stem] = np.ascontiguousarray(ref[top:top + ch, left:left + cw])
-    return out
-
-
-def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8,
-                    restore_batch=None) -> pd.DataFrame:
-    """``protocols.evaluate`` for in-memory references (``{name: uint8}``), restoring in batches.
-
-    Same columns as ``protocols.evaluate``; ``restored_*`` only when ``model`` is given.
-    ``restore_batch(model, decoded_images, qf, batch) -> list`` restores them (default:
-    ``enhance_batch``, gray networks that need no QF; QGCN passes its own).
-    """
-    protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
-    if restore_batch is None:
-        def restore_batch(m, imgs, qf, b):
-            return enhance_batch(m, imgs, b)
-    names = list(refs)
-    rows = []
-    for qf in qfs:
-        coded = [protocol.compress(refs[n], qf) for n in names]
-        restored = restore_batch(model, [c[0] for c in coded], qf, batch) if model is not None else None
-        for i, n in enumerate(names):
-            ref, (dec, nbytes) = refs[n], coded[i]
-            row = {"image": n, "qf": int(qf), "height": ref.shape[0], "width": ref.shape[1],
-                   "bpp": 8.0 * nbytes / (ref.shape[0] * ref.shape[1])}
-            row.update({f"jpeg_{k}": v for k, v in protocol.score(ref, dec).items()})
-            if restored is not None:
-                row.update({f"restored_{k}": v for k, v in protocol.score(ref, restored[i]).items()})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def ipsnr_by_qf(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean IPSNR and IPSNR-B (restored minus JPEG, dB) per QF, with the number of images."""
-    d = per_image.assign(ipsnr=per_image.restored_psnr - per_image.jpeg_psnr,
-                         ipsnrb=per_image.restored_psnrb - per_image.jpeg_psnrb,
-                         issim=per_image.restored_ssim - per_image.jpeg_ssim)
-    g = d.groupby("qf")
-    return g[["ipsnr", "ipsnrb", "issim"]].mean().assign(n_images=g.size()).reset_index()
 
 
 ints_or_blank = reproduce.ints_or_blank

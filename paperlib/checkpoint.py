@@ -9,11 +9,14 @@
 * ``export_fp16`` keeps only the inference weights, in half precision, for
   committing to the repository (CAS-CNN: 5.15 M parameters -> about 10.3 MB);
   ``load_fp16`` gives them back as float32.
+* ``publish`` copies a finished training run's weights, log and manifest into
+  ``checkpoints/`` (what ``paperlib.zoo`` serves by name).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,9 +24,10 @@ import torch
 from . import atomic
 
 __all__ = ["save_atomic", "write_text_atomic", "write_json_atomic", "load", "sha256",
-           "export_fp16", "load_fp16", "FP16_FORMAT"]
+           "export_fp16", "load_fp16", "load_weights", "publish", "FP16_FORMAT", "COMMITTED"]
 
 FP16_FORMAT = "paperlib-fp16-v1"
+COMMITTED = Path(__file__).resolve().parent.parent / "checkpoints"   # the project's own networks (paperlib.zoo)
 
 
 def save_atomic(obj, path) -> Path:
@@ -88,3 +92,45 @@ def load_weights(path, key: str) -> tuple[dict, dict | None]:
     man = path.with_name("manifest.json")
     kwargs = json.loads(man.read_text()).get("model", {}).get("kwargs") if man.exists() else None
     return sd, kwargs
+
+
+def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=None) -> Path:
+    """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest.
+
+    ``weights=None`` publishes the log and manifest only (runs whose weights are too
+    large to commit; their training-log figures still work, ``load`` refuses them).
+
+    ``steps`` is the step the weights were taken at (the end of the MS phase for
+    ``cascnn_ms_fp16.pt``); ``run_steps`` and ``wall_time_s`` are the whole run's.
+    """
+    run_dir = Path(run_dir)
+    dest = Path(dest) if dest is not None else COMMITTED
+    run = json.loads((run_dir / "manifest.json").read_text())
+    if not run.get("finished"):
+        raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
+    dest.mkdir(parents=True, exist_ok=True)
+    weights_meta = load_fp16(run_dir / weights)[1] if weights else {}  # an MS export knows its own step
+    copies = [(run_dir / "log.csv", dest / f"{name}.log.csv")]
+    if weights:
+        copies.append((run_dir / weights, dest / f"{name}.pt"))
+    if (run_dir / "filters.npz").exists():  # first-layer filters during training (svoboda's Fig. 7)
+        copies.append((run_dir / "filters.npz", dest / f"{name}.filters.npz"))
+    for src, dst in copies:
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    meta = {
+        "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt" if weights else None,
+        "sha256": sha256(dest / f"{name}.pt") if weights else None,
+        "bytes": (dest / f"{name}.pt").stat().st_size if weights else 0,
+        "storage": "float16 weights, loaded as float32" if weights else "log only: weights not committed (size)",
+        "qf": run["qf"], "budget": run["budget"], "budget_config": run["budget_config"],
+        "steps": weights_meta.get("steps", run["steps_done"]), "phase": weights_meta.get("phase", "final"),
+        "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
+        "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
+        "torch_version": run.get("torch_version"), "threads": run.get("threads"), "device": run.get("device", "cpu"),
+        "precision": run.get("precision"), "cpu": run.get("cpu"), "git_clean": run.get("git_clean"),
+        "throughput_last_chunk": run.get("throughput_last_chunk"), "chunks": run.get("chunks"),
+    }
+    write_json_atomic(meta, dest / f"{name}.json")
+    return dest / f"{name}.json"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m paperlib {baseline,evaluate,restore,models,data} ...``."""
+"""Command line: ``python -m paperlib {baseline,evaluate,restore,models,data,weights} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -48,25 +48,16 @@ def _metrics(r, prefix: str) -> dict:
     return {k: _json_float(float(getattr(r, f"{prefix}_{k}"))) for k in ("psnr", "ssim", "psnrb")}
 
 
-def _restorer(name: str, model, proto):
-    """``restore(img, qf)`` for ``protocols.evaluate``; checks the model and the protocol agree on colour."""
-    color = getattr(model, "channels", 1) == 3
-    if proto.color != color:
-        raise SystemExit(f"error: {name} restores {'colour' if color else 'gray'} images; use a "
-                         f"{'colour (e.g. color-qgcn)' if color else 'gray'} protocol, not {proto.name!r}")
-    if zoo.info(name)["arch"] == "QGCN":
-        from .models.qgcn import restore, tables_for_qf  # the tables libjpeg writes at that QF (tests check)
-        return lambda img, qf: restore(model, img, tables_for_qf(qf, color))
-    from .models.cascnn import enhance
-    return lambda img, qf: enhance(model, img)
-
-
 def cmd_evaluate(args) -> int:
-    model = zoo.load(args.model)
+    from .evaluation import evaluate_network
+    from .restorer import Restorer
+    restorer = Restorer.load(args.model)
     proto = protocols.get(args.protocol)
-    restore = _restorer(args.model, model, proto)
+    if proto.color != restorer.color:
+        raise SystemExit(f"error: {args.model} restores {'colour' if restorer.color else 'gray'} images; use a "
+                         f"{'colour (e.g. color-qgcn)' if restorer.color else 'gray'} protocol, not {proto.name!r}")
     files = image_files(args.images)
-    per_image = protocols.evaluate(files, args.qf, proto, restore=restore, progress=not args.json)
+    per_image, _ = evaluate_network(files, args.qf, restorer, protocol=proto, progress=not args.json, seed=args.seed)
     rows = [{"qf": int(r.qf), "n_images": int(r.n_images), "jpeg": _metrics(r, "jpeg"),
              "restored": _metrics(r, "restored")} for r in protocols.summarize(per_image).itertuples()]
     if args.json:
@@ -86,28 +77,32 @@ def cmd_evaluate(args) -> int:
 LOSSLESS = {".png", ".bmp", ".tif", ".tiff"}
 
 
-def _restore_one(model, src: Path, dst: Path) -> dict:
+def _save(img, dst: Path) -> None:
     from PIL import Image
 
     from . import atomic
-    from .models.qgcn import restore_file
-    out, info = restore_file(model, src)
     fmt = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}[dst.suffix.lower()]
-    atomic.write(dst, lambda f: Image.fromarray(out).save(f, format=fmt))
-    return info
+    atomic.write(dst, lambda f: Image.fromarray(img).save(f, format=fmt))
+
+
+def _sample_paths(dst: Path, samples: int | None) -> list:
+    """``OUT.png`` for one restoration, ``OUT-0.png`` ... ``OUT-{K-1}.png`` for ``--samples K``."""
+    if samples is None:
+        return [dst]
+    return [dst.with_name(f"{dst.stem}-{k}{dst.suffix}") for k in range(samples)]
 
 
 def cmd_restore(args) -> int:
-    """Restore real JPEG files with a QGCN-family model, using each file's own quantization tables."""
+    """Restore real JPEG files with any committed model, using each file's own quantization tables."""
     from tqdm.auto import tqdm
 
-    from .models.qgcn import UnsupportedJPEG
+    from .jpeg import UnsupportedJPEG
+    from .restorer import Restorer
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():
         raise SystemExit(f"error: {src} does not exist")
-    if zoo.info(args.model)["arch"] != "QGCN":
-        raise SystemExit(f"error: {args.model} is not a QGCN/QCN/EDSR model; restore needs one that reads "
-                         "quantization tables (see `python -m paperlib models`)")
+    if args.samples is not None and args.samples < 1:
+        raise SystemExit(f"error: --samples must be at least 1, got {args.samples}")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise SystemExit(f"error: {dst} exists and is not a folder")
@@ -121,25 +116,32 @@ def cmd_restore(args) -> int:
         if dst.suffix.lower() not in LOSSLESS:
             raise SystemExit(f"error: write the restored image losslessly ({', '.join(sorted(LOSSLESS))}), "
                              f"not {dst.suffix or 'no extension'}")
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise SystemExit("error: the output is the input file; inputs are never overwritten")
         jobs = [(src, dst)]
-    clash = [d for _, d in jobs if d.exists() and not args.force]
+    outs = {d: _sample_paths(d, args.samples) for _, d in jobs}
+    if any(o.exists() and o.resolve() == s_.resolve() for s_, d in jobs for o in outs[d]):
+        raise SystemExit("error: the output is the input file; inputs are never overwritten")
+    clash = [o for _, d in jobs for o in outs[d] if o.exists() and not args.force]
     if clash:
         raise SystemExit(f"error: {clash[0]} exists ({len(clash)} output(s) would be overwritten); "
                          "use --force to replace outputs")
-    model = zoo.load(args.model)
+    restorer = Restorer.load(args.model)
+    if args.samples not in (None, 1) and not restorer.stochastic:
+        raise SystemExit(f"error: {args.model} is deterministic: every sample would be the same image "
+                         "(--samples is for stochastic models)")
     failed = []
     bar = tqdm(jobs, desc="restore", unit="file", disable=len(jobs) == 1 or args.quiet)
     for s_, d_ in bar:
         try:
-            info = _restore_one(model, s_, d_)
+            out, info = restorer.restore_file(s_, seed=args.seed, samples=args.samples)
         except UnsupportedJPEG as err:
             failed.append((s_, str(err)))
             continue
+        for img, o in zip(out if args.samples is not None else [out], outs[d_]):
+            _save(img, o)
         qf = info["qf_luma"]
+        written = d_ if args.samples is None else f"{outs[d_][0].name} ... {outs[d_][-1].name}"
         msg = (f"{s_.name}: {'colour' if info['color'] else 'gray'} {info['size'][1]}x{info['size'][0]}, "
-               f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {d_}")
+               f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {written}")
         bar.write(msg) if len(jobs) > 1 else print(msg)
     for s_, why in failed:
         print(f"skipped {why}", file=sys.stderr)
@@ -188,6 +190,27 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_weights(args) -> int:
+    from . import weights
+    if args.action == "list":
+        for name in weights.names():
+            print(f"{name:10s} {weights.manifest(name)['file']:42s} {weights.status(name)[1]}")
+        return 0
+    if not args.name:
+        raise SystemExit("error: give a weight name: " + ", ".join(weights.names()))
+    try:
+        if args.action == "verify" and args.path:
+            path = weights.verify(args.name, args.path)
+        else:
+            path = weights.resolve(args.name, args.path, download=args.action == "fetch")
+    except (weights.WeightsNotFound, weights.ChecksumError, FileNotFoundError) as err:
+        one_line = str(err).replace(":\n  - ", ": ").replace("\n  - ", "; ").replace("\n", ". ")
+        print(f"FAILED: {one_line}", file=sys.stderr)
+        return 1
+    print(f"OK: {args.name}: {path} matches the manifest's sha256")
+    return 0
+
+
 def _add_eval_arguments(p) -> None:
     p.add_argument("--images", required=True, help="folder of uncompressed images")
     p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
@@ -205,13 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="JPEG vs restored PSNR / SSIM / PSNR-B of a committed model")
     p.add_argument("--model", required=True, help="a name from `python -m paperlib models`")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic model (one sample per image)")
     _add_eval_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("restore", help="restore real JPEG files (a file or a folder) with a QGCN-family model")
+    p = sub.add_parser("restore", help="restore real JPEG files (a file or a folder) with any committed model")
     p.add_argument("input", help="a .jpg file, or a folder of them")
     p.add_argument("output", help="output image (.png/.bmp/.tif), or a folder for folder input")
-    p.add_argument("--model", required=True, help="e.g. qgcn-color or qgcn-gray")
+    p.add_argument("--model", required=True, help="e.g. qgcn-color, qgcn-gray, cascnn-q20, l4-residual-q10")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic model")
+    p.add_argument("--samples", type=int, default=None,
+                   help="K samples of a stochastic model: OUT-0.png ... OUT-{K-1}.png")
     p.add_argument("--force", action="store_true", help="replace existing outputs (never the input)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_restore)
@@ -225,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help=f"data root to check (default: search order, incl. ${data.ENV_VAR})")
     p.add_argument("--split", help="only this split")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("weights", help="list, verify or fetch pretrained weight files (VGG-16/19, FID Inception)")
+    p.add_argument("action", choices=["list", "verify", "fetch"])
+    p.add_argument("name", nargs="?", help="weight name (see `weights list`)")
+    p.add_argument("--path", help="a weight file to check (default: search order, incl. $PAPERLIB_WEIGHTS)")
+    p.set_defaults(func=cmd_weights)
     return parser
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["IJG_LUMA", "IJG_CHROMA", "CODECS", "SUBSAMPLINGS", "check_qf", "quality_scaling",
-           "ijg_table", "encode", "decode", "roundtrip", "quant_tables", "estimate_qf"]
+           "ijg_table", "ijg_tables", "encode", "decode", "roundtrip", "quant_tables", "estimate_qf",
+           "read_jpeg", "UnsupportedJPEG"]
 
 # ITU-T T.81 Annex K, tables K.1 and K.2 (natural row-major order).
 IJG_LUMA = np.array([
@@ -74,6 +75,12 @@ def ijg_table(qf: int, channel: str = "luma", baseline: bool = True) -> np.ndarr
     base = IJG_LUMA if channel == "luma" else IJG_CHROMA
     table = (base * quality_scaling(qf) + 50) // 100
     return np.clip(table, 1, 255 if baseline else 32767)
+
+
+def ijg_tables(qf: int, color: bool) -> np.ndarray:
+    """T x 8 x 8 IJG tables at ``qf`` (what Pillow and libjpeg write): luma, and chroma if ``color``."""
+    chans = ("luma", "chroma") if color else ("luma",)
+    return np.stack([ijg_table(qf, c) for c in chans])
 
 
 def _check_image(img) -> np.ndarray:
@@ -163,3 +170,46 @@ def estimate_qf(table: np.ndarray, channel: str = "luma"):
                 ijg_table(qf, channel, baseline=False), table):
             return qf
     return None
+
+
+class UnsupportedJPEG(ValueError):
+    """A file ``read_jpeg`` will not restore (not a JPEG, progressive, CMYK, ...), with the reason."""
+
+
+def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A real JPEG file: ``(decoded uint8 image, T x 8 x 8 tables from the file, info)``.
+
+    Decoded with Pillow (the codec the networks were trained with). Gray files give
+    HxW and one (luma) table; YCbCr colour files HxWx3 and (luma, chroma) tables.
+    Refused with ``UnsupportedJPEG``: non-JPEG files, progressive or arithmetic-coded
+    files, CMYK/YCCK, more than 8 bits per sample, colour files without a chroma table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise UnsupportedJPEG(f"{path.name}: not an image file Pillow can read") from None
+    with im:
+        if im.format != "JPEG":
+            raise UnsupportedJPEG(f"{path.name}: not a JPEG file ({im.format}); the networks restore JPEG "
+                                  "files (and QGCN reads the quantization tables they carry)")
+        if im.info.get("progressive") or im.info.get("progression"):
+            raise UnsupportedJPEG(f"{path.name}: progressive JPEG; the networks were trained on baseline "
+                                  "JPEG only (re-encoding it would add a second compression)")
+        if im.mode not in ("L", "RGB"):
+            raise UnsupportedJPEG(f"{path.name}: {im.mode} JPEG (only gray and YCbCr colour files are supported)")
+        q = {k: np.array(v, dtype=np.int64).reshape(8, 8) for k, v in im.quantization.items()}
+        im.load()
+        img = np.asarray(im).copy()
+    if not q or 0 not in q:
+        raise UnsupportedJPEG(f"{path.name}: no luma quantization table")
+    color = img.ndim == 3
+    if color and 1 not in q:
+        raise UnsupportedJPEG(f"{path.name}: colour file with a single quantization table (not IJG-style)")
+    tables = np.stack([q[0], q[1]] if color else [q[0]])
+    info = {"color": color, "size": tuple(img.shape[:2]), "qf_luma": estimate_qf(q[0], "luma"),
+            "qf_chroma": estimate_qf(q[1], "chroma") if color else None}
+    return img, tables, info

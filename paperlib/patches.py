@@ -53,8 +53,7 @@ def to_tensor(batch_uint8: np.ndarray) -> torch.Tensor:
 
 def qf_tables(qfs, color: bool) -> torch.Tensor:
     """N x T x 8 x 8 float IJG tables (baseline) of each QF: T = 2 (luma, chroma) if ``color`` else 1."""
-    chans = ("luma", "chroma") if color else ("luma",)
-    return torch.tensor(np.array([[jpeg.ijg_table(int(q), c) for c in chans] for q in qfs]), dtype=torch.float32)
+    return torch.tensor(np.array([jpeg.ijg_tables(int(q), color) for q in qfs]), dtype=torch.float32)
 
 
 def _check_qf(qf):

@@ -2,27 +2,25 @@
 
 Nothing here trains or defines a model. The notebook loads networks with
 ``paperlib.zoo`` (committed checkpoints) or trains them with
-``paperlib.models.qgcn.train_qgcn``; these functions restore images with them
+``paperlib.models.qgcn.train_qgcn``; ``paperlib.evaluation`` restores images with them
 (the quantization tables of the QF the protocol coded at, as a JPEG file would
-carry), score them with the paper's protocols (``color-qgcn`` for LIVE1 colour,
-``color-qgcn-ssim8`` for BSDS500 colour, ``gray`` for Table III) and put our
+carry) and scores them with the paper's protocols (``color-qgcn`` for LIVE1 colour,
+``color-qgcn-ssim8`` for BSDS500 colour, ``gray`` for Table III); these functions put our
 numbers beside the transcribed ones (``reproduce.method_table``).
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import cascnn_eval as ce
-from . import protocols, published, reproduce
+from . import evaluation, protocols, published, reproduce, zoo
 
 __all__ = ["TABLE_QFS", "METRICS", "TABLES", "COLOR_NETS", "GRAY_NETS", "CASCNN_NET", "PUBLISHED_ONLY",
-           "SINGLE_QF_EDSR", "EDSR_RANGE", "NRES_RUNS", "PATCH_RUNS", "SCALES", "net_provenance", "restore_many",
-           "restorer", "evaluate_network", "evaluate_plan", "evaluate_arrays", "ours_row", "describe_nets", "same_images_jpeg", "results_table", "ipsnr_table",
+           "SINGLE_QF_EDSR", "EDSR_RANGE", "NRES_RUNS", "PATCH_RUNS", "SCALES", "net_provenance",
+           "evaluate_plan", "ours_row", "describe_nets", "same_images_jpeg", "results_table", "ipsnr_table",
            "ordering", "beats_jpeg", "downscaled", "largest", "scale_sweep", "nres_stability", "val_curves",
            "printed"]
 
@@ -53,9 +51,8 @@ def printed(table: str, eval_set: str) -> pd.DataFrame:
 
 def net_provenance(name: str) -> dict:
     """Budget, steps, data, wall time and device of a committed network (or a log-only entry) from its manifest."""
-    from . import zoo
     meta = zoo.info(name)
-    prov = ce.zoo_provenance(name) if meta.get("file") else ce.provenance(meta)
+    prov = zoo.network_provenance(name)
     cfg = meta.get("budget_config") or {}
     return {**prov, "device": meta.get("device", "cpu"), "wall_time_s": meta.get("wall_time_s"),
             "n_res": cfg.get("n_res"), "weights": "committed" if meta.get("file") else "log only"}
@@ -77,81 +74,17 @@ def describe_nets(entries: Iterable[dict]) -> str:
     return "; ".join(parts) if parts else "none"
 
 
-def _tables(model, qf: int):
-    from .models.qgcn import tables_for_qf
-    return tables_for_qf(qf, model.channels == 3) if model.uses_maps else None
-
-
-def restore_many(model, imgs: Sequence[np.ndarray], qf: int, batch: int = 8, channels_last: bool = True) -> list:
-    """``models.qgcn.restore`` of many images coded at ``qf`` (IJG tables of ``qf``): same-sized images together.
-
-    channels_last is ~1.4x faster on CPU; the outputs equal ``restore``'s up to float summation order.
-    """
-    import torch
-
-    p = next(model.parameters())
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    color = model.channels == 3
-    tables = _tables(model, qf)
-    groups = defaultdict(list)
-    for i, im in enumerate(imgs):
-        im = np.asarray(im)
-        if im.dtype != np.uint8 or im.ndim != (3 if color else 2):
-            raise ValueError(f"{model.variant} ({'colour' if color else 'gray'}) needs "
-                             f"{'HxWx3' if color else 'HxW'} uint8 images, got {im.dtype} {im.shape}")
-        groups[im.shape].append(i)
-    out = [None] * len(imgs)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for idx in groups.values():
-                for s in range(0, len(idx), batch):
-                    chunk = idx[s:s + batch]
-                    x = torch.from_numpy(np.stack([np.asarray(imgs[i]) for i in chunk])).to(p.device, torch.float32)
-                    x = (x.permute(0, 3, 1, 2) if color else x[:, None]) / 255.0
-                    t = None if tables is None else torch.as_tensor(
-                        np.asarray(tables, np.float32)[None].repeat(len(chunk), 0))
-                    y = model(x.contiguous(memory_format=fmt), t)
-                    y = (y.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
-                    y = (y.permute(0, 2, 3, 1) if color else y[:, 0]).numpy()
-                    for i, yi in zip(chunk, y):
-                        out[i] = np.ascontiguousarray(yi)
-    finally:
-        model.train(was)
-    return out
-
-
-def restorer(model):
-    """``restore(img, qf)`` for ``protocols.evaluate``: the network given the tables of ``qf``."""
-    return lambda img, qf: restore_many(model, [img], qf)[0]
-
-
-def evaluate_network(paths, qfs, model, protocol, keep: Iterable[str] = (), progress: bool = False):
-    """``protocols.evaluate`` with ``model`` (a QGCN-family network) as the restorer.
-
-    Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image of each image in ``keep``.
-    """
-    return ce.evaluate_network(paths, qfs, model, keep, protocol, progress, restorer=restorer(model))
-
-
 def evaluate_plan(model, plan: dict, protocol, keep: Iterable[str] = ()):
     """Score ``model`` on different images at different QFs: ``plan = {qf: paths}``.
 
-    QGCN-family networks get the tables of each QF; a CAS-CNN (gray, no tables) is run with
-    ``cascnn_eval.evaluate_network``. Returns ``(per_image, kept)`` as ``evaluate_network``.
+    Any network (``paperlib.evaluation.evaluate_network``: QGCN-family networks get the tables
+    of each QF; a gray CAS-CNN refuses colour images). Returns ``(per_image, kept)``.
     """
     frames, kept = [], {}
     for qf, paths in plan.items():
         if not paths:
             continue
-        if hasattr(model, "uses_maps"):
-            df, k = evaluate_network(paths, [qf], model, protocol, keep=keep)
-        else:
-            if protocols.get(protocol).color if isinstance(protocol, str) else protocol.color:
-                raise ValueError("a CAS-CNN restores gray images only: use the gray protocol")
-            df, k = ce.evaluate_network(paths, [qf], model, keep=keep, protocol=protocol)
+        df, k = evaluation.evaluate_network(paths, [qf], model, keep=keep, protocol=protocol)
         frames.append(df)
         kept.update(k)
     if not frames:
@@ -170,11 +103,6 @@ def ours_row(qf: int, method: str, paper_method, net: dict, per_image: pd.DataFr
     return {"qf": qf, "method": method, "paper_method": paper_method, "network": net.get("network", ""),
             "summary": summary, "note": note if summary is not None else (note or net.get("note") or "not evaluated"),
             **{k: net.get(k) for k in ("budget", "steps", "train_data")}}
-
-
-def evaluate_arrays(refs: dict, qfs, model=None, protocol="color-qgcn", batch: int = 8) -> pd.DataFrame:
-    """``cascnn_eval.evaluate_arrays`` for QGCN-family networks (colour or gray): in-memory references ``{name: uint8}``."""
-    return ce.evaluate_arrays(refs, qfs, model, protocol, batch, restore_batch=restore_many)
 
 
 def same_images_jpeg(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -294,7 +222,7 @@ def scale_sweep(refs: dict, models: dict, qfs=TABLE_QFS, scales: Sequence[int] =
     copies = {n: downscaled(r, scales) for n, r in refs.items()}
     for label, model in models.items():
         for s in scales:
-            df = evaluate_arrays({n: c[s] for n, c in copies.items()}, qfs, model, protocol, batch=1)
+            df = evaluation.evaluate_arrays({n: c[s] for n, c in copies.items()}, qfs, model, protocol, batch=1)
             rows.append(df.assign(network=label, scale=int(s), area=1.0 / s ** 2,
                                   ipsnr=df.restored_psnr - df.jpeg_psnr))
     df = pd.concat(rows, ignore_index=True)

@@ -3,8 +3,8 @@
 Nothing here trains or defines a model. The notebook loads networks with
 ``paperlib.zoo`` (committed checkpoints) or trains them with
 ``paperlib.models.svoboda.train_svoboda``; these functions name them, score
-them with the ``gray`` protocol (reusing ``cascnn_eval``'s generic helpers) and
-put our numbers beside the transcribed ones (``reproduce.method_table``).
+them with the ``gray`` protocol (``paperlib.evaluation``) and put our numbers
+beside the transcribed ones (``reproduce.method_table``).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import cascnn_eval as ce
-from . import published, reproduce
+from . import evaluation, published, reproduce, zoo
+from .train import read_manifest
 
 __all__ = ["TABLE_QFS", "L8_QFS", "METRICS", "TABLES", "PUBLISHED_ONLY", "OURS", "OBJECTIVE_ROWS", "FIG5_QFS",
            "FIG5_SPECIFIC", "FIG5_ALL_QF", "DATA_SIZES", "FULL_TRAIN_SET", "FILTER_STEPS", "PAPER_FIG7",
@@ -54,16 +54,15 @@ def network_name(arch: str, objective: str, qf, n_images: int | None = None) -> 
 
 
 def zoo_provenance(name: str) -> dict:
-    """``cascnn_eval.zoo_provenance`` plus where the network was trained (``device``) and its wall time in s."""
-    from . import zoo
+    """``zoo.network_provenance`` plus where the network was trained (``device``) and its wall time in s."""
     meta = zoo.info(name)
-    return {**ce.zoo_provenance(name), "device": meta.get("device", "cpu"), "wall_time_s": meta.get("wall_time_s")}
+    return {**zoo.network_provenance(name), "device": meta.get("device", "cpu"), "wall_time_s": meta.get("wall_time_s")}
 
 
 def run_provenance(run_dir) -> dict:
     """The same for a training run of this notebook (its ``manifest.json``)."""
-    meta = ce.run_info(run_dir)
-    return {**ce.provenance(meta), "device": meta.get("device", "cpu"), "wall_time_s": meta.get("wall_time_s")}
+    meta = read_manifest(run_dir)
+    return {**zoo.provenance(meta), "device": meta.get("device", "cpu"), "wall_time_s": meta.get("wall_time_s")}
 
 
 def printed(table: str) -> pd.DataFrame:
@@ -123,7 +122,7 @@ def _gray_images(sources: tuple, data_root, crop: int) -> list:
 
 def ipsnr_on(model, refs: dict, qf: int) -> dict:
     """Mean PSNR gain of ``model`` over JPEG ``qf`` on in-memory references (``{name: uint8}``)."""
-    df = ce.evaluate_arrays(refs, [qf], model)
+    df = evaluation.evaluate_arrays(refs, [qf], model)
     return {"ipsnr": float((df.restored_psnr - df.jpeg_psnr).mean()),
             "ipsnrb": float((df.restored_psnrb - df.jpeg_psnrb).mean()),
             "jpeg_psnr": float(df.jpeg_psnr.mean()), "restored_psnr": float(df.restored_psnr.mean()),
@@ -154,12 +153,12 @@ def datasize_point(model, train_imgs: Sequence[np.ndarray], val_refs: dict, qf: 
 def qf_sweep(nets: Sequence[dict], refs: dict, qfs=FIG5_QFS) -> pd.DataFrame:
     """Fig. 5 data: every network (dicts with ``model``, ``network``, ``trained_qf``) at every QF of ``qfs``.
 
-    Returns one row per (network, QF) with IPSNR / IPSNR-B / SSIM gain (``cascnn_eval.ipsnr_by_qf``).
+    Returns one row per (network, QF) with IPSNR / IPSNR-B / SSIM gain (``evaluation.ipsnr_by_qf``).
     """
     parts = []
     for n in nets:
-        df = ce.evaluate_arrays(refs, qfs, n["model"])
-        parts.append(ce.ipsnr_by_qf(df).assign(network=n["network"], trained_qf=str(n["trained_qf"])))
+        df = evaluation.evaluate_arrays(refs, qfs, n["model"])
+        parts.append(evaluation.ipsnr_by_qf(df).assign(network=n["network"], trained_qf=str(n["trained_qf"])))
     if not parts:
         return pd.DataFrame(columns=["network", "trained_qf", "qf", "n_images", "ipsnr", "ipsnrb", "issim"])
     return pd.concat(parts, ignore_index=True)[["network", "trained_qf", "qf", "n_images", "ipsnr", "ipsnrb",

@@ -73,7 +73,7 @@ from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
            "data_manifest", "add_run_arguments",
-           "read_log", "CHECKPOINT", "MANIFEST", "LOG"]
+           "read_log", "read_manifest", "CHECKPOINT", "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
 
@@ -283,6 +283,11 @@ def add_run_arguments(ap, train_sets, val_sets) -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the budget's steps")
     ap.add_argument("--init-from", default=None, help="fp16 export or checkpoint to start from")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+
+def read_manifest(out_dir) -> dict:
+    """``manifest.json`` of a run (what trained it, how far, on which machine)."""
+    return json.loads((Path(out_dir) / MANIFEST).read_text())
 
 
 def read_log(out_dir):

@@ -4,28 +4,20 @@ Each network is three files: ``<name>.pt`` (fp16 inference weights, see
 ``paperlib.checkpoint.export_fp16``), ``<name>.json`` (what trained it: budget,
 data, steps, wall time, device, git commit, sha256 of the weights) and ``<name>.log.csv``
 (its training log, for the training-curve figures); some have a fourth,
-``<name>.filters.npz`` (first-layer filters at several steps). ``publish`` makes them from
-a finished training run; ``load`` verifies the sha256 before building the model.
+``<name>.filters.npz`` (first-layer filters at several steps). ``checkpoint.publish`` makes them from
+a finished training run (``checkpoint.publish``); ``load`` verifies the sha256 before building the
+model (``models.load``).
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .report import ROOT
+from . import models
+from .checkpoint import COMMITTED as CHECKPOINT_DIR
 
-__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "publish", "log", "filters"]
-
-CHECKPOINT_DIR = ROOT / "checkpoints"
-
-
-def _builders():
-    from .models.cascnn import load_cascnn
-    from .models.qgcn import load_qgcn
-    from .models.svoboda import load_svoboda
-    return {"CASCNN": load_cascnn, "L4": load_svoboda, "L8": load_svoboda, "QGCN": load_qgcn}
+__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "log", "filters", "provenance", "network_provenance"]
 
 
 def names() -> list:
@@ -48,7 +40,7 @@ def load(name: str, device: str = "cpu"):
     path = CHECKPOINT_DIR / meta["file"]
     if ckpt.sha256(path) != meta["sha256"]:
         raise ValueError(f"{path}: sha256 does not match {name}.json; refusing to load it")
-    return _builders()[meta["arch"]](path, device=device)
+    return models.load(path, device=device)
 
 
 def log(name: str):
@@ -71,43 +63,29 @@ def filters(name: str) -> dict:
         return dict(sorted((int(k.split("_", 1)[1]), kept[k]) for k in kept.files))
 
 
-def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=None) -> Path:
-    """Copy a finished run's fp16 weights and log into ``checkpoints/`` with a manifest.
+def provenance(meta: dict, weights_meta: dict | None = None) -> dict:
+    """Budget, steps, training data and wall time from a zoo manifest (``info``) or a run's manifest.json.
 
-    ``weights=None`` publishes the log and manifest only (runs whose weights are too
-    large to commit; their training-log figures still work, ``load`` refuses them).
-
-    ``steps`` is the step the weights were taken at (the end of the MS phase for
-    ``cascnn_ms_fp16.pt``); ``run_steps`` and ``wall_time_s`` are the whole run's.
+    ``weights_meta``: the meta stored in the weights file itself (``checkpoint.load_fp16``). Its ``steps``
+    wins: the MS-phase weights of a run are those of step ``ft_start``, while a run's manifest (and a zoo
+    manifest copied from it) counts every step of the run.
     """
-    run_dir = Path(run_dir)
-    dest = Path(dest) if dest is not None else CHECKPOINT_DIR
-    run = json.loads((run_dir / "manifest.json").read_text())
-    if not run.get("finished"):
-        raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
-    dest.mkdir(parents=True, exist_ok=True)
-    weights_meta = ckpt.load_fp16(run_dir / weights)[1] if weights else {}  # an MS export knows its own step
-    copies = [(run_dir / "log.csv", dest / f"{name}.log.csv")]
-    if weights:
-        copies.append((run_dir / weights, dest / f"{name}.pt"))
-    if (run_dir / "filters.npz").exists():  # first-layer filters during training (svoboda's Fig. 7)
-        copies.append((run_dir / "filters.npz", dest / f"{name}.filters.npz"))
-    for src, dst in copies:
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
-    meta = {
-        "name": name, "arch": run["model"]["arch"], "file": f"{name}.pt" if weights else None,
-        "sha256": ckpt.sha256(dest / f"{name}.pt") if weights else None,
-        "bytes": (dest / f"{name}.pt").stat().st_size if weights else 0,
-        "storage": "float16 weights, loaded as float32" if weights else "log only: weights not committed (size)",
-        "qf": run["qf"], "budget": run["budget"], "budget_config": run["budget_config"],
-        "steps": weights_meta.get("steps", run["steps_done"]), "phase": weights_meta.get("phase", "final"),
-        "run_steps": run["steps_done"], "wall_time_s": run["wall_time_s"], "data": run["data"],
-        "init_from": run.get("init_from"), "params": run["model"]["params"], "git_commit": run.get("git_commit"),
-        "torch_version": run.get("torch_version"), "threads": run.get("threads"), "device": run.get("device", "cpu"),
-        "precision": run.get("precision"), "cpu": run.get("cpu"), "git_clean": run.get("git_clean"),
-        "throughput_last_chunk": run.get("throughput_last_chunk"), "chunks": run.get("chunks"),
-    }
-    ckpt.write_json_atomic(meta, dest / f"{name}.json")
-    return dest / f"{name}.json"
+    d = meta.get("data") or {}
+    sources = d.get("sources") or []
+    n = d.get("n_images")
+    steps = (weights_meta or {}).get("steps", meta.get("steps", meta.get("steps_done")))
+    wall = meta.get("wall_time_s")
+    init = meta.get("init_from") or ""
+    train_data = " + ".join(sources) + (f" ({n} images)" if n else "")
+    if init:
+        train_data += f"; started from {Path(str(init)).name}"
+    return {"budget": meta.get("budget", ""), "steps": int(steps) if steps is not None else None,
+            "train_data": train_data, "wall_time_h": round(wall / 3600, 2) if wall is not None else None,
+            "init_from": str(init)}
+
+
+def network_provenance(name: str) -> dict:
+    """``provenance`` of the committed network ``name`` (its manifest and the meta inside its weights file)."""
+    meta = info(name)
+    weights_meta = ckpt.load_fp16(CHECKPOINT_DIR / meta["file"])[1] if meta.get("file") else None
+    return provenance(meta, weights_meta)

@@ -2,14 +2,13 @@
 import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from paperlib import checkpoint as ckpt
-from paperlib.models.cascnn import (ATTR, CASCNN, SCALES, TABLE_I, TABLE_I_TOTAL_K, enhance, load_cascnn,
+from paperlib.models.cascnn import (ATTR, CASCNN, SCALES, TABLE_I, TABLE_I_TOTAL_K, load_cascnn,
                                     ms_loss, ms_targets, output_loss)
 
 
@@ -105,15 +104,6 @@ def test_ms_loss_definition():
     assert torch.allclose(ms_targets(t)[0][0, 0, 1, 1], t[0, 0, 8:16, 8:16].mean())
     with pytest.raises(ValueError):
         ms_targets(torch.rand(1, 1, 12, 16))
-
-
-def test_enhance_uint8_any_size(small):
-    img = (np.arange(21 * 35) % 251).astype(np.uint8).reshape(21, 35)
-    out = enhance(small, img)
-    assert out.dtype == np.uint8 and out.shape == img.shape
-    with torch.no_grad():
-        ref = small(torch.from_numpy(img).float()[None, None] / 255)[0, 0]
-    assert np.array_equal(out, (ref.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
 
 
 def test_fp16_export_round_trip(net, tmp_path):

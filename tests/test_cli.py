@@ -71,8 +71,15 @@ def test_restore_file_folder_and_refusals(tmp_path, capsys):
         cli.main(["restore", str(src / "a.jpg"), str(out), "--model", "qgcn-color"])
     with pytest.raises(SystemExit, match="losslessly"):                   # never the input, never JPEG out
         cli.main(["restore", str(src / "a.jpg"), str(src / "a.jpg"), "--model", "qgcn-color"])
-    with pytest.raises(SystemExit, match="not a QGCN"):
-        cli.main(["restore", str(src / "a.jpg"), str(tmp_path / "b.png"), "--model", "cascnn-q20"])
+    # every committed network restores through the same call; gray networks refuse colour files with the reason
+    assert cli.main(["restore", str(src / "a.jpg"), str(tmp_path / "b.png"), "--model", "cascnn-q20"]) == 1
+    assert "colour JPEG; cascnn-q20 restores gray images" in capsys.readouterr().err
+    for model in ("cascnn-q20", "l4-residual-q20"):
+        assert cli.main(["restore", str(src / "g.jpeg"), str(tmp_path / f"{model}.png"), "--model", model]) == 0
+        assert np.asarray(Image.open(tmp_path / f"{model}.png")).shape == (40, 52)
+    with pytest.raises(SystemExit, match="deterministic"):
+        cli.main(["restore", str(src / "g.jpeg"), str(tmp_path / "s.png"), "--model", "l4-residual-q20",
+                  "--samples", "2"])
     assert cli.main(["restore", str(src / "p.jpg"), str(tmp_path / "p.png"), "--model", "qgcn-color"]) == 1
     assert "progressive" in capsys.readouterr().err
     # folder form: a.jpg restored; progressive, CMYK and the gray file (colour model) skipped with reasons

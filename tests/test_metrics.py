@@ -134,3 +134,40 @@ def test_image_modes(tmp_path):
         images.read_rgb(_save(tmp_path, Image.fromarray(rgb).convert("CMYK"), "k.jpg"))
     with pytest.raises(FileNotFoundError):
         images.read_rgb(tmp_path / "missing.png")
+
+
+# ---- samples of a stochastic restorer (paperlib.metrics.sampling) ----------------------------------
+
+def test_per_pixel_std_analytic_values():
+    zero, full = np.zeros((6, 5), np.uint8), np.full((6, 5), 255, np.uint8)
+    assert metrics.per_pixel_std(np.stack([zero, full])) == 0.5  # population std of {0, 1}
+    assert metrics.per_pixel_std(np.stack([full, full, full])) == 0.0
+    # {0, 1/3, 2/3, 1}: deviations +-1/2, +-1/6 -> variance (1/4 + 1/36) / 2 = 5/36
+    ramp = np.stack([np.full((4, 4, 3), v, np.uint8) for v in (0, 85, 170, 255)])
+    assert metrics.per_pixel_std(ramp) == pytest.approx(math.sqrt(5) / 6, rel=1e-12)
+    # half the pixels vary (0 vs 255), half do not: the mean over pixels is 0.25
+    half = np.stack([np.hstack([zero, zero]), np.hstack([full, zero])])
+    assert metrics.per_pixel_std(list(half)) == 0.25
+
+
+def test_mean_sample_is_the_rounded_average():
+    ref, test = _pair((24, 16, 3), seed=5)
+    d = np.random.default_rng(2).integers(-3, 4, ref.shape)
+    base = np.clip(test.astype(int), 3, 252)  # room for +-d
+    pair = np.stack([base + d, base - d]).astype(np.uint8)
+    assert np.array_equal(metrics.mean_sample(pair), base)  # (x + d + x - d) / 2 = x exactly
+    assert metrics.sample_statistics(ref, pair)["psnr_of_mean"] == metrics.psnr(ref, base.astype(np.uint8))
+    # ties round half to even, like torch.round on network outputs: 10.5 -> 10, 11.5 -> 12
+    assert metrics.mean_sample(np.array([[[10, 11]], [[11, 12]]], np.uint8)).tolist() == [[10, 12]]
+
+
+def test_sample_statistics_and_bad_stacks():
+    ref, test = _pair()
+    stats = metrics.sample_statistics(ref, np.stack([test, test]))
+    assert stats == {"per_pixel_std": 0.0, "psnr_of_mean": metrics.psnr(ref, test)}
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.per_pixel_std(test[None])
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.mean_sample(np.stack([test, test]).astype(float))
+    with pytest.raises(ValueError, match="size mismatch"):
+        metrics.sample_statistics(ref[:-1], np.stack([test, test]))

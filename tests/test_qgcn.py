@@ -9,9 +9,10 @@ from PIL import Image
 
 from paperlib import checkpoint as ckpt
 from paperlib import jpeg
-from paperlib.models.qgcn import (BUDGETS, EDSR, GLOBAL_TABLE_I, QCN, QGCN, QGCNNet, default_name, load_qgcn, read_jpeg,
-                                  quant_map, restore, restore_file, tables_for_qf, train_qgcn)
+from paperlib.models.qgcn import (BUDGETS, EDSR, GLOBAL_TABLE_I, QCN, QGCN, QGCNNet, default_name, load_qgcn, quant_map,
+                                  train_qgcn)
 from paperlib.patches import PatchSampler, build_val_set
+from paperlib.restorer import Restorer
 from synthetic import synthetic_images
 
 RNG = np.random.default_rng(0)
@@ -31,13 +32,13 @@ def test_tables_of_the_file_are_the_ijg_tables_at_that_qf(qf, codec):
     img = RGB[0]
     data = jpeg.encode(img, qf, codec=codec)
     file_tables = jpeg.quant_tables(data)
-    assert np.array_equal(file_tables[0], tables_for_qf(qf, True)[0])
-    assert np.array_equal(file_tables[1], tables_for_qf(qf, True)[1])
-    assert np.array_equal(jpeg.quant_tables(_pillow_file(img[..., 0], qf))[0], tables_for_qf(qf, False)[0])
+    assert np.array_equal(file_tables[0], jpeg.ijg_tables(qf, True)[0])
+    assert np.array_equal(file_tables[1], jpeg.ijg_tables(qf, True)[1])
+    assert np.array_equal(jpeg.quant_tables(_pillow_file(img[..., 0], qf))[0], jpeg.ijg_tables(qf, False)[0])
 
 
 def test_quant_map_tiles_tables_aligned_with_the_blocks():
-    t = torch.tensor(tables_for_qf(10, True), dtype=torch.float32)[None]  # 1 x 2 x 8 x 8
+    t = torch.tensor(jpeg.ijg_tables(10, True), dtype=torch.float32)[None]  # 1 x 2 x 8 x 8
     m = quant_map(t, 21, 30)
     assert m.shape == (1, 2, 21, 30)
     for (by, bx) in [(0, 0), (8, 8), (16, 24)]:
@@ -71,7 +72,7 @@ def test_shapes_padding_and_gradients(variant, channels):
     torch.manual_seed(0)
     net = QGCNNet(variant, channels, n_res=2)
     y = torch.rand(2, channels, 29, 43, requires_grad=True)
-    t = torch.tensor(np.stack([tables_for_qf(q, channels == 3) for q in (5, 50)]), dtype=torch.float32)
+    t = torch.tensor(np.stack([jpeg.ijg_tables(q, channels == 3) for q in (5, 50)]), dtype=torch.float32)
     out = net(y, t)
     assert out.shape == y.shape
     out.square().mean().backward()
@@ -82,7 +83,7 @@ def test_shapes_padding_and_gradients(variant, channels):
 def test_maps_change_the_output_and_edsr_ignores_them():
     torch.manual_seed(0)
     y = torch.rand(1, 3, 32, 32)
-    t10, t50 = (torch.tensor(tables_for_qf(q, True), dtype=torch.float32)[None] for q in (10, 50))
+    t10, t50 = (torch.tensor(jpeg.ijg_tables(q, True), dtype=torch.float32)[None] for q in (10, 50))
     for net in (QCN(3, 1, init_std=0.05), QGCN(3, 1, init_std=0.05)):
         assert not torch.allclose(net(y, t10), net(y, t50))
     e = EDSR(3, 1, init_std=0.05)
@@ -97,25 +98,10 @@ def test_global_branch_sees_the_whole_image():
     y = torch.rand(1, 3, 96, 96)
     y2 = y.clone()
     y2[..., -8:, -8:] = 0
-    t = torch.tensor(tables_for_qf(20, True), dtype=torch.float32)[None]
+    t = torch.tensor(jpeg.ijg_tables(20, True), dtype=torch.float32)[None]
     for net, far_changes in ((QGCN(3, 1, init_std=0.05), True), (QCN(3, 1, init_std=0.05), False)):
         d = (net(y, t) - net(y2, t))[..., :16, :16].abs().max()
         assert (d > 0) == far_changes
-
-
-def test_restore_uint8_round_trip_and_checks():
-    net = QGCN(3, 1)
-    dec = jpeg.roundtrip(RGB[0][:37, :45], 20)[0]
-    out = restore(net, dec, tables_for_qf(20, True))
-    assert out.shape == dec.shape and out.dtype == np.uint8
-    with torch.no_grad():
-        for p in net.tail.parameters():
-            p.zero_()
-    assert np.array_equal(restore(net, dec, tables_for_qf(20, True)), dec)   # zero correction = identity
-    with pytest.raises(ValueError):
-        restore(net, dec[..., 0], tables_for_qf(20, False))                  # gray image into a colour net
-    with pytest.raises(ValueError):
-        restore(net, dec)                                                     # no tables
 
 
 def test_sampler_tables_match_each_patch_qf():
@@ -124,14 +110,13 @@ def test_sampler_tables_match_each_patch_qf():
     assert jpg.shape == clean.shape == (6, 3, 32, 32) and tables.shape == (6, 2, 8, 8)
     for k in range(6):
         q = s.sample(5, k)[2]
-        assert torch.equal(tables[k], torch.tensor(tables_for_qf(q, True), dtype=torch.float32))
+        assert torch.equal(tables[k], torch.tensor(jpeg.ijg_tables(q, True), dtype=torch.float32))
     val = build_val_set(RGB, (10, 50), crop=32, n=5, seed=0, with_tables=True, batch_size=4)
     assert [v[2].shape[0] for v in val] == [4, 1]
 
 
 @pytest.mark.isa
 def test_smoke_training_publish_and_load(tmp_path):
-    from paperlib import zoo
     res = train_qgcn("qgcn", RGB, tmp_path / "run", "smoke", val_images=RGB[:1], sources=["synthetic"],
                      progress=False)
     b = BUDGETS["smoke"]
@@ -140,7 +125,7 @@ def test_smoke_training_publish_and_load(tmp_path):
     assert crops == [b.crop] * b.hard_start + [b.hard_crop] * (b.steps - b.hard_start)   # easy, then hard
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert m["variant"] == "qgcn" and m["color"] and m["qf"] == [1, 60] and m["data"]["hard_sampler"]["crop"] == 32
-    zoo.publish(tmp_path / "run", "qgcn-color", weights="qgcn_fp16.pt", dest=tmp_path / "zoo")
+    ckpt.publish(tmp_path / "run", "qgcn-color", weights="qgcn_fp16.pt", dest=tmp_path / "zoo")
     net = load_qgcn(tmp_path / "zoo" / "qgcn-color.pt")
     assert net.kwargs == res.models["qgcn"].kwargs and not net.training
     sd, meta = ckpt.load_fp16(tmp_path / "zoo" / "qgcn-color.pt")
@@ -162,13 +147,13 @@ def test_map_of_a_real_file_matches_pillow_tables_and_ijg(tmp_path):
     img = RGB[1][:43, :61]                       # not a multiple of 8: the map is padded with the image
     path = tmp_path / "x.jpg"
     Image.fromarray(img).save(path, quality=17)
-    dec, tables, info = read_jpeg(path)
+    dec, tables, info = jpeg.read_jpeg(path)
     assert dec.shape == img.shape and info["qf_luma"] == 17 == info["qf_chroma"]
     with Image.open(path) as im:
         pil = [np.array(im.quantization[k]).reshape(8, 8) for k in (0, 1)]
     m = quant_map(torch.tensor(tables, dtype=torch.float32)[None], 48, 64)
     for c in (0, 1):
         assert torch.equal(m[0, c], torch.tensor(np.tile(pil[c], (6, 8)) / 255.0, dtype=torch.float32))
-        assert np.array_equal(pil[c], tables_for_qf(17, True)[c])
-    out, _ = restore_file(QGCN(3, 1), path)
+        assert np.array_equal(pil[c], jpeg.ijg_tables(17, True)[c])
+    out, _ = Restorer(QGCN(3, 1)).restore_file(path)
     assert out.shape == img.shape

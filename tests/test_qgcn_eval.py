@@ -7,7 +7,7 @@ from PIL import Image
 
 from paperlib import protocols, published
 from paperlib import qgcn_eval as qe
-from paperlib.models.qgcn import QCN, QGCN, EDSR, restore, tables_for_qf
+from paperlib.models.qgcn import QCN, QGCN, EDSR
 
 
 def _images(seed=0, shapes=((40, 48), (40, 48), (33, 50)), color=True):
@@ -27,50 +27,6 @@ def nets():
     # larger init than the paper's 0.01 so the networks change the image measurably
     return {"qgcn": QGCN(3, n_res=1, init_std=0.05).eval(), "qcn": QCN(3, n_res=1, init_std=0.05).eval(),
             "edsr": EDSR(3, n_res=1, init_std=0.05).eval(), "gray": QGCN(1, n_res=1, init_std=0.05).eval()}
-
-
-@pytest.mark.parametrize("which", ["qgcn", "qcn", "edsr", "gray"])
-def test_restore_many_equals_restore(nets, which):
-    net = nets[which]
-    imgs = _images(color=which != "gray")
-    got = qe.restore_many(net, imgs, 20, batch=2)
-    for img, g in zip(imgs, got):
-        one = restore(net, img, tables_for_qf(20, net.channels == 3))
-        assert g.shape == img.shape and g.dtype == np.uint8
-        d = np.abs(g.astype(int) - one.astype(int))
-        assert d.max() <= 1 and (d == 0).mean() > 0.99     # same up to float summation order
-    assert not all(np.array_equal(g, i) for g, i in zip(got, imgs))   # the network did something
-
-
-def test_restore_many_uses_the_tables_of_the_qf(nets):
-    img = _images()[:1]
-    a, b = qe.restore_many(nets["qgcn"], img, 10)[0], qe.restore_many(nets["qgcn"], img, 50)[0]
-    assert not np.array_equal(a, b)
-    e10, e50 = qe.restore_many(nets["edsr"], img, 10)[0], qe.restore_many(nets["edsr"], img, 50)[0]
-    assert np.array_equal(e10, e50)                        # EDSR takes no tables
-
-
-def test_restore_many_rejects_wrong_images(nets):
-    with pytest.raises(ValueError):
-        qe.restore_many(nets["qgcn"], [np.zeros((16, 16), np.uint8)], 10)      # gray into a colour net
-    with pytest.raises(ValueError):
-        qe.restore_many(nets["gray"], [np.zeros((16, 16), np.float32)], 10)
-
-
-def test_evaluate_arrays_matches_protocols_evaluate(nets, tmp_path):
-    imgs = _images()
-    paths = []
-    for i, im in enumerate(imgs):
-        paths.append(tmp_path / f"im{i}.png")
-        Image.fromarray(im).save(paths[-1])
-    ref, kept = qe.evaluate_network(paths, [10, 40], nets["qgcn"], "color-qgcn", keep={"im1"})
-    got = qe.evaluate_arrays({p.stem: im for p, im in zip(paths, imgs)}, [10, 40], nets["qgcn"], "color-qgcn", batch=2)
-    ref = ref.sort_values(["image", "qf"]).reset_index(drop=True)
-    got = got.sort_values(["image", "qf"]).reset_index(drop=True)
-    assert list(got.columns) == list(ref.columns)
-    np.testing.assert_allclose(got.jpeg_psnr, ref.jpeg_psnr)
-    np.testing.assert_allclose(got.restored_psnr, ref.restored_psnr, atol=0.02)
-    assert set(kept) == {("im1", 10), ("im1", 40)} and kept[("im1", 10)].shape == imgs[1].shape
 
 
 def test_downscaled_sizes_and_area():

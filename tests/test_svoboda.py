@@ -12,10 +12,11 @@ import torch
 
 from paperlib import checkpoint as ckpt
 from paperlib.models.svoboda import (BUDGETS, L4, L8, PAPER_TEXT, RECEPTIVE_FIELD, SvobodaNet, _main, counts,
-                                     default_name, enhance, first_layer_filters, get_budget, layer_channels,
+                                     default_name, first_layer_filters, get_budget, layer_channels,
                                      load_svoboda, make_optimizer, make_step_fn, objective_loss, sobel,
                                      sobel_loss, train_svoboda)
 from paperlib.patches import PatchSampler
+from paperlib.restorer import Restorer
 from paperlib.train import CHECKPOINT, LOG, MANIFEST, TrainConfig, read_log, train
 from synthetic import synthetic_images
 
@@ -168,7 +169,7 @@ def test_residual_output_is_input_when_last_layer_is_zero():
     with torch.no_grad():
         res.last.weight.zero_()
         res.last.bias.zero_()
-    assert np.array_equal(enhance(res, img), img)            # enhance works with the residual model
+    assert np.array_equal(Restorer(res)([img])[0], img)       # the restorer works with the residual model
 
 
 def test_sobel_term():
@@ -239,19 +240,18 @@ def test_smoke_run_writes_files_and_loads_back(arch, tmp_path):
     assert torch.equal(net.last.weight, res.models["svoboda"].last.weight.half().float())
     assert load_svoboda(tmp_path / CHECKPOINT).objective == "sobel"         # checkpoint + manifest.json
     img = IMAGES[0][:21, :35]
-    assert enhance(net, img).shape == img.shape
+    assert Restorer(net)([img])[0].shape == img.shape
     with pytest.raises(ValueError):   # another objective in the same folder is refused
         train_svoboda(arch, "direct", 20, IMAGES, tmp_path, "smoke", progress=False)
 
 
 def test_qf_range_and_publish(tmp_path):
-    from paperlib import zoo
     run = tmp_path / "run"
     train_svoboda("L4", "residual", (10, 60), IMAGES, run, "smoke", progress=False, steps=2)
-    zoo.publish(run, "l4-residual-q10-60", weights="L4_fp16.pt", dest=tmp_path / "zoo")
+    ckpt.publish(run, "l4-residual-q10-60", weights="L4_fp16.pt", dest=tmp_path / "zoo")
     meta = json.loads((tmp_path / "zoo" / "l4-residual-q10-60.json").read_text())
     assert meta["arch"] == "L4" and meta["qf"] == [10, 60] and meta["params"] == 72_097
-    net = load_svoboda(tmp_path / "zoo" / meta["file"])   # what zoo._builders()["L4"] should call
+    net = load_svoboda(tmp_path / "zoo" / meta["file"])   # what models.load calls for an "L4" file
     assert net.objective == "residual"
 
 
@@ -269,8 +269,7 @@ def test_filter_snapshots_chunk_the_run_without_changing_it(tmp_path):
         assert not np.array_equal(z["step_0"], z["step_4"])
         torch.manual_seed(0)
         assert np.array_equal(z["step_0"], first_layer_filters(L4()))              # the initialisation
-    from paperlib import zoo
-    zoo.publish(tmp_path / "kept", "k", weights="L4_fp16.pt", dest=tmp_path / "zoo")
+    ckpt.publish(tmp_path / "kept", "k", weights="L4_fp16.pt", dest=tmp_path / "zoo")
     assert (tmp_path / "zoo" / "k.filters.npz").read_bytes() == (tmp_path / "kept" / "filters.npz").read_bytes()
 
 

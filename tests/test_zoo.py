@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from paperlib import cli, zoo
+from paperlib import checkpoint, cli, zoo
 from paperlib.models.cascnn import train_cascnn
 
 
@@ -24,8 +24,8 @@ def smoke_run(tmp_path_factory):
 @pytest.fixture
 def zoo_dir(tmp_path, monkeypatch, smoke_run):
     monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
-    zoo.publish(smoke_run, "cascnn-q20", dest=tmp_path)
-    zoo.publish(smoke_run, "cascnn-q20-ms", weights="cascnn_ms_fp16.pt", dest=tmp_path)
+    checkpoint.publish(smoke_run, "cascnn-q20", dest=tmp_path)
+    checkpoint.publish(smoke_run, "cascnn-q20-ms", weights="cascnn_ms_fp16.pt", dest=tmp_path)
     return tmp_path
 
 
@@ -57,7 +57,7 @@ def test_tampered_weights_are_refused(zoo_dir):
 def test_unfinished_run_is_not_published(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"finished": False, "steps_done": 1, "steps_total": 9}))
     with pytest.raises(ValueError, match="not finished"):
-        zoo.publish(tmp_path, "x", dest=tmp_path / "out")
+        checkpoint.publish(tmp_path, "x", dest=tmp_path / "out")
 
 
 def test_cli_models_and_evaluate_json(zoo_dir, tmp_path, capsys):
@@ -74,3 +74,31 @@ def test_cli_models_and_evaluate_json(zoo_dir, tmp_path, capsys):
     assert set(rows[0]["jpeg"]) == set(rows[0]["restored"]) == {"psnr", "ssim", "psnrb"}
     assert rows[0]["jpeg"] != rows[0]["restored"]
     assert cli.main(["evaluate", "--model", "nope", "--images", str(imgs), "--qf", "20"]) == 2
+
+
+def test_provenance_reads_zoo_and_run_manifests():
+    zoo_meta = {"budget": "cpu", "steps": 4000, "wall_time_s": 1800, "init_from": None,
+                "data": {"sources": ["bsds500:train", "bsds500:val"], "n_images": 300}}
+    p = zoo.provenance(zoo_meta)
+    assert p == {"budget": "cpu", "steps": 4000, "train_data": "bsds500:train + bsds500:val (300 images)",
+                 "wall_time_h": 0.5, "init_from": ""}
+    run_meta = {"budget": "smoke", "steps_done": 4, "wall_time_s": 5.0, "data": {"sources": ["bsds500:val"]},
+                "init_from": "checkpoints/cascnn-q20.pt"}
+    p = zoo.provenance(run_meta)
+    assert p["steps"] == 4 and p["train_data"] == "bsds500:val; started from cascnn-q20.pt"
+    # the MS-phase weights carry their own step count (the run's manifest counts the whole run)
+    assert zoo.provenance(run_meta, {"steps": 3, "phase": "ms"})["steps"] == 3
+
+
+def test_zoo_provenance_reads_the_weights_meta(tmp_path, monkeypatch):
+
+    imgs = [np.full((32, 32), v, np.uint8) for v in (60, 120, 180)]
+    run = tmp_path / "run"
+    train_cascnn(20, imgs, run, "smoke", sources=["synthetic"], progress=False, width=8)
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    checkpoint.publish(run, "cascnn-q20-ms", weights="cascnn_ms_fp16.pt", dest=tmp_path / "checkpoints")
+    checkpoint.publish(run, "cascnn-q20", dest=tmp_path / "checkpoints")
+    assert zoo.info("cascnn-q20-ms")["steps"] == 3                 # publish records the step of these weights
+    assert zoo.network_provenance("cascnn-q20-ms")["steps"] == 3        # and so does the weights file itself
+    assert zoo.network_provenance("cascnn-q20")["steps"] == 4
+    assert zoo.network_provenance("cascnn-q20")["train_data"] == "synthetic (3 images)"

@@ -36,7 +36,7 @@ Choices where the paper is silent or ambiguous (also in CONVENTIONS.md):
 
 Scaling: inputs and outputs are float tensors N x 1 x H x W holding
 ``uint8 / 255`` (the paper's pixel range [0, 1]). Outputs are not clamped;
-``enhance`` clamps and rounds back to uint8. Any H, W: the input is padded
+``paperlib.restorer.Restorer`` clamps and rounds back to uint8. Any H, W: the input is padded
 (replicate) at the bottom/right to a multiple of 8 and every output is cropped
 back (the 1/s outputs to ceil(H/s) x ceil(W/s)); the JPEG 8x8 grid stays aligned.
 
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from .. import checkpoint as ckpt
 
-__all__ = ["CASCNN", "TABLE_I", "ms_loss", "output_loss", "enhance", "load_cascnn",
+__all__ = ["CASCNN", "TABLE_I", "ms_loss", "output_loss", "load_cascnn",
            "Budget", "BUDGETS", "make_step_fn", "make_val_fn", "train_cascnn"]
 
 # Table I: layer -> (#outputs, #inputs, kernel, stride-2 full convolution?, printed #param. in k)
@@ -106,6 +106,8 @@ def _up(x):
 
 class CASCNN(nn.Module):
     """CAS-CNN as in Table I. ``width`` scales the channels (128 / 256 in the paper; small for tests)."""
+
+    channels, uses_tables, stochastic = 1, False, False   # what paperlib.restorer needs to know
 
     def __init__(self, width: int = 128, output_prelu: bool = True):
         super().__init__()
@@ -161,27 +163,6 @@ def ms_loss(outputs: Sequence[torch.Tensor], clean: torch.Tensor) -> torch.Tenso
 def output_loss(outputs, clean: torch.Tensor) -> torch.Tensor:
     """Output loss: MSE of the full-resolution output (a list of MS outputs or a tensor)."""
     return F.mse_loss(outputs[-1] if isinstance(outputs, (list, tuple)) else outputs, clean)
-
-
-@torch.no_grad()
-def enhance(model: nn.Module, img: np.ndarray, channels_last: bool = True) -> np.ndarray:
-    """Restore one HxW uint8 JPEG-decoded image: returns HxW uint8 (clamped, rounded).
-
-    Use with ``protocols.evaluate(..., restore=lambda img, qf: enhance(model, img))``.
-    """
-    img = np.asarray(img)
-    if img.ndim != 2 or img.dtype != np.uint8:
-        raise ValueError(f"expected an HxW uint8 image, got {img.dtype} {img.shape}")
-    p = next(model.parameters())
-    x = torch.from_numpy(img).to(p.device, torch.float32)[None, None] / 255.0
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    was_training = model.training
-    model.eval()
-    y = model(x)
-    model.train(was_training)
-    return (y[0, 0].float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
 def load_cascnn(path, device="cpu") -> CASCNN:
@@ -387,10 +368,9 @@ def _main(argv=None):
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
     if a.publish and res.finished:
-        from .. import zoo
         q = qf_label(a.qf)
-        print("published", zoo.publish(a.out, f"cascnn-q{q}"),
-              zoo.publish(a.out, f"cascnn-q{q}-ms", weights="cascnn_ms_fp16.pt"))
+        print("published", ckpt.publish(a.out, f"cascnn-q{q}"),
+              ckpt.publish(a.out, f"cascnn-q{q}-ms", weights="cascnn_ms_fp16.pt"))
 
 
 if __name__ == "__main__":

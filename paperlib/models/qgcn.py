@@ -4,9 +4,9 @@ Input (Section III-B, Fig. 2). The decoded image is concatenated with its
 quantization maps: the file's 8x8 quantization tables (luma, and chroma for a
 colour image) tiled over the image, aligned with the coding blocks (block
 (i, j) of the map holds the table). Colour: 3 + 2 = 5 channels; gray: 1 + 1 = 2.
-Tables come from the JPEG file itself (``jpeg.quant_tables``) or, for images we
-code ourselves, from ``jpeg.ijg_table`` at the QF (the same tables: tests check
-it). Map values are the table entries / 255 (the paper does not say how it
+Tables come from the JPEG file itself (``jpeg.read_jpeg``) or, for images we
+code ourselves, from ``jpeg.ijg_tables`` at the QF (the same tables: tests check
+it). ``paperlib.restorer.Restorer`` gives them to the network. Map values are the table entries / 255 (the paper does not say how it
 scales them; 255 is the largest baseline entry). Images whose size is not a
 multiple of 8 are edge-padded at the right and bottom (footnote 1) and the
 output is cropped back.
@@ -52,10 +52,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import checkpoint as ckpt
-from .. import jpeg
 
-__all__ = ["VARIANTS", "GLOBAL_TABLE_I", "quant_map", "tables_for_qf", "QGCNNet", "QGCN", "QCN", "EDSR",
-           "restore", "read_jpeg", "restore_file", "UnsupportedJPEG", "load_qgcn", "Budget", "BUDGETS", "get_budget", "make_step_fn", "make_val_fn",
+__all__ = ["VARIANTS", "GLOBAL_TABLE_I", "quant_map", "QGCNNet", "QGCN", "QCN", "EDSR", "load_qgcn", "Budget", "BUDGETS", "get_budget", "make_step_fn", "make_val_fn",
            "train_qgcn", "TRAIN_SETS", "VAL_SETS", "default_name"]
 
 VARIANTS = {"qgcn": (True, True), "qcn": (True, False), "edsr": (False, False)}  # (maps, global branch)
@@ -65,12 +63,6 @@ GLOBAL_TABLE_I = ((32, 4, 2, 1), (32, 3, 1, 1), (64, 4, 2, 1), (64, 3, 1, 1),
 GLOBAL_FC = (1024, 64)
 GLOBAL_SIZE = 112
 TABLE_SCALE = 255.0
-
-
-def tables_for_qf(qf: int, color: bool) -> np.ndarray:
-    """T x 8 x 8 IJG tables at ``qf`` (what Pillow and libjpeg write): luma (and chroma if ``color``)."""
-    chans = ("luma", "chroma") if color else ("luma",)
-    return np.stack([jpeg.ijg_table(qf, c) for c in chans])
 
 
 def quant_map(tables: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -145,6 +137,7 @@ class QGCNNet(nn.Module):
                        "init_std": init_std}
         self.variant, self.channels = variant, channels
         self.uses_maps, self.uses_global = VARIANTS[variant]
+        self.uses_tables, self.stochastic = self.uses_maps, False   # what paperlib.restorer needs to know
         self.n_tables = (2 if channels == 3 else 1) if self.uses_maps else 0
         c_in = channels + self.n_tables
         self.head = _conv(c_in, width, 3, stride=2)
@@ -194,86 +187,6 @@ def QCN(channels: int = 3, n_res: int = 32, **kw) -> QGCNNet:
 def EDSR(channels: int = 3, n_res: int = 32, **kw) -> QGCNNet:
     """The paper's baseline: the restoration branch without quantization maps."""
     return QGCNNet("edsr", channels, n_res, **kw)
-
-
-@torch.no_grad()
-def restore(model: QGCNNet, img: np.ndarray, tables: np.ndarray | None = None) -> np.ndarray:
-    """Restore one decoded uint8 image (HxW gray or HxWx3 RGB) given its T x 8 x 8 tables."""
-    img = np.asarray(img)
-    if img.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {img.dtype}")
-    color = img.ndim == 3
-    if (3 if color else 1) != model.channels:
-        raise ValueError(f"{model.variant} ({'colour' if model.channels == 3 else 'gray'}) got a "
-                         f"{'colour' if color else 'gray'} image")
-    p = next(model.parameters())
-    x = torch.from_numpy(img).to(p.device, torch.float32)
-    x = (x.permute(2, 0, 1) if color else x[None])[None] / 255.0
-    t = None
-    if model.uses_maps:
-        if tables is None:
-            raise ValueError(f"{model.variant} needs the image's quantization tables")
-        t = torch.as_tensor(np.asarray(tables, np.float32)[:model.n_tables])[None]
-    was = model.training
-    model.eval()
-    try:
-        out = model(x, t)[0].clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
-    finally:
-        model.train(was)
-    return (out.permute(1, 2, 0) if color else out[0]).numpy()
-
-
-class UnsupportedJPEG(ValueError):
-    """A file ``read_jpeg`` will not restore (not a JPEG, progressive, CMYK, ...), with the reason."""
-
-
-def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A real JPEG file: ``(decoded uint8 image, T x 8 x 8 tables from the file, info)``.
-
-    Decoded with Pillow (the codec the networks were trained with). Gray files give
-    HxW and one (luma) table; YCbCr colour files HxWx3 and (luma, chroma) tables.
-    Refused with ``UnsupportedJPEG``: non-JPEG files, progressive or arithmetic-coded
-    files, CMYK/YCCK, more than 8 bits per sample, colour files without a chroma table.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no file at {path}")
-    from PIL import Image, UnidentifiedImageError
-    try:
-        im = Image.open(path)
-    except UnidentifiedImageError:
-        raise UnsupportedJPEG(f"{path.name}: not an image file Pillow can read") from None
-    with im:
-        if im.format != "JPEG":
-            raise UnsupportedJPEG(f"{path.name}: not a JPEG file ({im.format}); only JPEG files carry "
-                                  "the quantization tables QGCN reads")
-        if im.info.get("progressive") or im.info.get("progression"):
-            raise UnsupportedJPEG(f"{path.name}: progressive JPEG; the networks were trained on baseline "
-                                  "JPEG only (re-encoding it would add a second compression)")
-        if im.mode not in ("L", "RGB"):
-            raise UnsupportedJPEG(f"{path.name}: {im.mode} JPEG (only gray and YCbCr colour files are supported)")
-        q = {k: np.array(v, dtype=np.int64).reshape(8, 8) for k, v in im.quantization.items()}
-        im.load()
-        img = np.asarray(im).copy()
-    if not q or 0 not in q:
-        raise UnsupportedJPEG(f"{path.name}: no luma quantization table")
-    color = img.ndim == 3
-    if color and 1 not in q:
-        raise UnsupportedJPEG(f"{path.name}: colour file with a single quantization table (not IJG-style)")
-    tables = np.stack([q[0], q[1]] if color else [q[0]])
-    info = {"color": color, "size": tuple(img.shape[:2]), "qf_luma": jpeg.estimate_qf(q[0], "luma"),
-            "qf_chroma": jpeg.estimate_qf(q[1], "chroma") if color else None}
-    return img, tables, info
-
-
-def restore_file(model: QGCNNet, path) -> tuple[np.ndarray, dict]:
-    """Restore a real JPEG file with the quantization tables it carries: ``(uint8 image, info)``."""
-    img, tables, info = read_jpeg(path)
-    want = "colour" if model.channels == 3 else "gray"
-    if info["color"] != (model.channels == 3):
-        raise UnsupportedJPEG(f"{Path(path).name} is a {'colour' if info['color'] else 'gray'} JPEG; "
-                              f"this is a {want} network (use the {'-color' if info['color'] else '-gray'} model)")
-    return restore(model, img, tables), info
 
 
 def load_qgcn(path, device="cpu") -> QGCNNet:
@@ -516,9 +429,8 @@ def _main(argv=None):
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
     if a.publish is not None and res.finished:
-        from .. import zoo
         name = a.publish or default_name(a.variant, bool(a.color), a.qf)
-        print("published", zoo.publish(a.out, name, weights=None if a.log_only else "qgcn_fp16.pt"))
+        print("published", ckpt.publish(a.out, name, weights=None if a.log_only else "qgcn_fp16.pt"))
     return res
 
 

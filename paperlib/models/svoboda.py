@@ -52,9 +52,9 @@ labels the data term "Loss direct mapping", so a direct+Sobel reading is
 possible; we follow the residual reading (the brief's).
 
 Model scaling: inputs and outputs are N x 1 x H x W float tensors holding
-``uint8 / 255``; outputs are not clamped (``enhance`` clamps and rounds). The
-model carries its objective: a residual model's ``forward`` already adds the
-input, so ``enhance(model, uint8_image)`` works for every objective.
+``uint8 / 255``; outputs are not clamped (``paperlib.restorer.Restorer`` clamps and
+rounds). The model carries its objective: a residual model's ``forward`` already adds
+the input, so the restorer works for every objective.
 
 Initialisation ("symmetric"): Xavier in all but the last layer (Caffe's
 ``xavier`` filler, which the authors' Caffe code used: uniform in
@@ -86,11 +86,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import checkpoint as ckpt
-from .cascnn import enhance  # generic: uint8 in, model(x / 255), uint8 out
 
 __all__ = ["TABLE_1", "TABLE_2", "ARCHS", "OBJECTIVES", "SKIPS", "RECEPTIVE_FIELD", "PAPER_TEXT", "layer_channels",
            "counts", "SvobodaNet", "L4", "L8", "sobel", "sobel_loss", "objective_loss", "make_optimizer",
-           "enhance", "load_svoboda", "filter_mosaic", "first_layer_filters", "Budget", "BUDGETS", "get_budget", "make_step_fn",
+           "load_svoboda", "filter_mosaic", "first_layer_filters", "Budget", "BUDGETS", "get_budget", "make_step_fn",
            "make_val_fn", "train_svoboda", "TRAIN_SETS", "VAL_SETS", "TEST_SETS", "default_name"]
 
 # (kernel, output channels, first-layer activations concatenated here?) per layer
@@ -138,6 +137,8 @@ def _centre(x: torch.Tensor, size) -> torch.Tensor:
 
 class SvobodaNet(nn.Module):
     """L4 / L8 with their objective. ``forward(x)`` keeps the size; ``forward(x, pad=False)`` is the valid network."""
+
+    channels, uses_tables, stochastic = 1, False, False   # what paperlib.restorer needs to know
 
     def __init__(self, arch: str = "L4", objective: str = "residual", skip: str = "after",
                  pad_mode: str = "reflect", last_std: float = 1e-3):
@@ -520,9 +521,8 @@ def _main(argv=None):
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
     if a.publish is not None and res.finished:
-        from .. import zoo
         name = a.publish or default_name(a.arch, a.objective, a.qf)
-        print("published", zoo.publish(a.out, name, weights=f"{a.arch}_fp16.pt"))
+        print("published", ckpt.publish(a.out, name, weights=f"{a.arch}_fp16.pt"))
     return res
 
 

@@ -1,0 +1,148 @@
+"""paperlib.restorer: one restoration call for every model family (tiny networks, synthetic images).
+
+Batched restoration must equal one image at a time (up to float summation order), the
+tables must be the ones of the QF, wrong images are refused, and stochastic models give
+reproducible, batch-independent samples that differ from each other.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from paperlib import jpeg
+from paperlib.models.cascnn import CASCNN
+from paperlib.models.qgcn import EDSR, QCN, QGCN
+from paperlib.models.svoboda import L4
+from paperlib.restorer import Restorer
+
+
+def _images(seed=0, shapes=((40, 48), (40, 48), (33, 50), (40, 48)), color=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, w in shapes:
+        y, x = np.mgrid[:h, :w]
+        base = 128 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0)
+        img = base[..., None] + rng.normal(0, 8, (h, w, 3)) if color else base + rng.normal(0, 8, (h, w))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    # larger init than the paper's 0.01 so the networks change the image measurably
+    return {"qgcn": QGCN(3, n_res=1, init_std=0.05).eval(), "qcn": QCN(3, n_res=1, init_std=0.05).eval(),
+            "edsr": EDSR(3, n_res=1, init_std=0.05).eval(), "gray": QGCN(1, n_res=1, init_std=0.05).eval(),
+            "cascnn": CASCNN(width=8).eval(), "l4": L4().eval()}
+
+
+# ---- deterministic families ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["qgcn", "qcn", "edsr", "gray", "cascnn", "l4"])
+def test_batched_equals_one_at_a_time(nets, which):
+    net = nets[which]
+    imgs = _images(color=net.channels == 3)
+    got = Restorer(net, batch=3)(imgs, qf=20)
+    one = Restorer(net, batch=1)
+    for img, g in zip(imgs, got):
+        o = one([img], qf=20)[0]
+        assert g.shape == img.shape and g.dtype == np.uint8
+        d = np.abs(g.astype(int) - o.astype(int))
+        assert d.max() <= 1 and (d == 0).mean() > 0.99     # same up to float summation order
+    if which != "l4":   # L4's last layer starts at std 1e-3: its correction rounds away
+        assert not all(np.array_equal(g, i) for g, i in zip(got, imgs))   # the network did something
+
+
+def test_output_is_the_network_clamped_and_rounded(nets):
+    net = nets["cascnn"]
+    img = (np.arange(21 * 35) % 251).astype(np.uint8).reshape(21, 35)
+    out = Restorer(net)([img])[0]
+    with torch.no_grad():
+        x = (torch.from_numpy(img).float()[None, None] / 255).contiguous(memory_format=torch.channels_last)
+        ref = net(x)[0, 0]
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.array_equal(out, (ref.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+
+
+def test_tables_of_the_qf_reach_the_network(nets):
+    img = _images(color=True)[:1]
+    r = Restorer(nets["qgcn"])
+    a, b = r(img, qf=10)[0], r(img, qf=50)[0]
+    assert not np.array_equal(a, b)
+    assert np.array_equal(a, r(img, jpeg.ijg_tables(10, True))[0])          # qf= is the IJG tables of the QF
+    assert np.array_equal(a, r(img, [jpeg.ijg_tables(10, True)])[0])        # one table set per image
+    e = Restorer(nets["edsr"])
+    assert np.array_equal(e(img, qf=10)[0], e(img, qf=50)[0])               # EDSR takes no tables
+    assert np.array_equal(e(img)[0], e(img, qf=50)[0])
+
+
+def test_zero_correction_is_the_identity():
+    net = QGCN(3, 1)
+    dec = jpeg.roundtrip(_images(color=True)[0][:37, :45], 20)[0]
+    with torch.no_grad():
+        for p in net.tail.parameters():
+            p.zero_()
+    assert np.array_equal(Restorer(net)([dec], qf=20)[0], dec)
+
+
+def test_wrong_inputs_are_refused(nets):
+    dec = _images(color=True)[0]
+    with pytest.raises(ValueError, match="colour"):
+        Restorer(nets["qgcn"])([dec[..., 0]], qf=20)                        # gray image into a colour net
+    with pytest.raises(ValueError, match="tables"):
+        Restorer(nets["qgcn"])([dec])                                         # QGCN without tables
+    with pytest.raises(ValueError, match="uint8"):
+        Restorer(nets["cascnn"])([np.zeros((8, 8), np.float32)])
+    with pytest.raises(ValueError, match="2 tables for 1 images"):
+        Restorer(nets["qgcn"])([dec], [jpeg.ijg_tables(10, True)] * 2)
+    with pytest.raises(ValueError, match="deterministic"):
+        Restorer(nets["cascnn"])([dec[..., 0]], samples=3)
+    with pytest.raises(TypeError):
+        Restorer(nn.Conv2d(1, 1, 3))
+
+
+def test_restore_file_uses_the_files_own_tables(nets, tmp_path):
+    img = _images(color=True)[0]
+    path = tmp_path / "x.jpg"
+    # custom tables (not IJG): what the file carries, not a QF, must reach QGCN
+    luma = np.clip(jpeg.ijg_table(30) + np.arange(64).reshape(8, 8) % 3, 1, 255)
+    Image.fromarray(img).save(path, qtables=[luma.flatten().tolist(), jpeg.ijg_table(30, "chroma").flatten().tolist()])
+    out, info = Restorer(nets["qgcn"]).restore_file(path)
+    dec, tables, _ = jpeg.read_jpeg(path)
+    assert info["qf_luma"] is None and np.array_equal(tables[0], luma)
+    assert np.array_equal(out, Restorer(nets["qgcn"])([dec], tables)[0])
+    with pytest.raises(jpeg.UnsupportedJPEG, match="colour JPEG"):
+        Restorer(nets["cascnn"]).restore_file(path)
+
+
+# ---- stochastic families ---------------------------------------------------------------------------
+
+class Noisy(nn.Module):
+    """A stochastic 'restorer' for the protocol: output = input + 0.05 * z, z ~ N(0, 1) per pixel."""
+
+    channels, uses_tables, stochastic = 1, False, True
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.05))
+
+    def noise(self, x, generator):
+        return torch.randn(x.shape, generator=generator)
+
+    def forward(self, x, z):
+        return x + self.scale * z
+
+
+def test_samples_are_seeded_batch_independent_and_differ():
+    imgs = _images(shapes=((24, 32), (24, 32), (16, 40)))
+    r = Restorer(Noisy(), batch=2)
+    a = r(imgs, seed=3, samples=4)
+    assert [s.shape for s in a] == [(4, 24, 32), (4, 24, 32), (4, 16, 40)] and a[0].dtype == np.uint8
+    b = Restorer(Noisy(), batch=1)(imgs, seed=3, samples=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))             # batching does not change a sample
+    assert not np.array_equal(a[0][0], a[0][1])                          # samples differ
+    assert not np.array_equal(a[0], r(imgs, seed=4, samples=4)[0])       # so do seeds
+    assert np.array_equal(r(imgs, seed=3)[0], a[0][0])                   # one sample = sample 0
+    # the spread is the model's: 0.05 * 255 gray levels per pixel, before rounding and clamping
+    assert abs(a[0].astype(float).std(axis=0).mean() - 0.05 * 255 * np.sqrt(3 / 4)) < 1.5
