@@ -18,6 +18,16 @@ CLI) branches on architecture names:
 Inputs go in as ``uint8 / 255`` (float32, channels_last by default), outputs are clamped
 to [0, 1], scaled by 255 and rounded to uint8. Images of the same size are batched
 together (``batch`` at a time); the networks pad odd sizes themselves and crop back.
+
+Large images (more than ``max_pixels``) are restored in ``tile`` x ``tile`` tiles, each run
+with a margin of ``model.halo`` pixels (the receptive-field radius) cut from the whole image
+and starting on the model's ``grid`` (its down-sampling and quantization-map grid), and only
+the tile's own pixels kept: every kept pixel sees exactly the neighbourhood it sees in the
+whole image, so tiled and untiled outputs agree up to float summation order (tested per
+family). Networks with a global view (QGCN's global branch) compute it once on the whole
+image (``model.global_context``) and get it with every tile; stochastic models draw their
+noise for the whole image and each tile takes its part. Memory then grows with the tile,
+not with the photo.
 Tables: one T x 8 x 8 array for every image, a list with one per image, or ``qf`` for the
 IJG tables libjpeg writes at that quality (``jpeg.ijg_tables``). Real JPEG files are
 restored with the tables they carry (``restore_file``).
@@ -41,12 +51,17 @@ __all__ = ["Restorer", "as_restorer"]
 class Restorer:
     """A network behind the one restoration call (see the module doc)."""
 
-    def __init__(self, model: nn.Module, name: str | None = None, batch: int = 8, channels_last: bool = True):
-        for attr in ("channels", "uses_tables", "stochastic"):
+    def __init__(self, model: nn.Module, name: str | None = None, batch: int = 8, channels_last: bool = True,
+                 tile: int = 512, max_pixels: int = 1_500_000):
+        for attr in ("channels", "uses_tables", "stochastic", "halo", "grid"):
             if not hasattr(model, attr):
                 raise TypeError(f"{type(model).__name__} does not say its {attr!r}; not a paperlib restoration network")
+        if tile % model.grid:
+            raise ValueError(f"tile {tile} is not a multiple of {self.name if name else type(model).__name__}'s "
+                             f"grid {model.grid}")
         self.model, self.name = model, name or type(model).__name__
         self.batch, self.channels_last = int(batch), channels_last
+        self.tile, self.max_pixels = int(tile), int(max_pixels)
 
     @property
     def color(self) -> bool:
@@ -132,29 +147,58 @@ class Restorer:
         model.eval()
         try:
             with torch.inference_mode():
-                for group in groups.values():
-                    for b in range(0, len(group), self.batch):
-                        chunk = group[b:b + self.batch]
+                for shape, group in groups.items():
+                    big = shape[0] * shape[1] > self.max_pixels
+                    for b in range(0, len(group), 1 if big else self.batch):
+                        chunk = group[b:b + (1 if big else self.batch)]
                         x = torch.from_numpy(np.stack([images[i] for i, _ in chunk])).to(p.device, torch.float32)
                         x = ((x.permute(0, 3, 1, 2) if self.color else x[:, None]) / 255.0).contiguous(
                             memory_format=fmt)
-                        args = [x]
+                        t = None
                         if model.uses_tables:
                             t = np.stack([tables[i] for i, _ in chunk])
                             if t.shape[1] < n_tab:
                                 raise ValueError(f"{self.name} needs {n_tab} table(s) per image, got {t.shape[1]}")
-                            args.append(torch.from_numpy(t[:, :n_tab]).to(p.device))
-                        kw = {}
+                            t = torch.from_numpy(t[:, :n_tab]).to(p.device)
+                        z = None
                         if model.stochastic:
-                            kw["z"] = torch.cat([model.noise(x[j:j + 1], _generator(seed, i, s))
-                                                 for j, (i, s) in enumerate(chunk)]).to(p.device)
-                        y = model(*args, **kw)
+                            z = torch.cat([model.noise(x[j:j + 1], _generator(seed, i, s))
+                                           for j, (i, s) in enumerate(chunk)]).to(p.device)
+                        y = self._tiled(x, t, z) if big else self._forward(x, t, z)
                         y = (y.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
                         y = (y.permute(0, 2, 3, 1) if self.color else y[:, 0]).numpy()
                         for (i, s), yi in zip(chunk, y):
                             out[(i, s)] = np.ascontiguousarray(yi)
         finally:
             model.train(was)
+        return out
+
+    def _forward(self, x, t, z, context=None):
+        args = [x] + ([t] if self.model.uses_tables else [])
+        kw = {}
+        if z is not None:
+            kw["z"] = z
+        if context is not None:
+            kw["context"] = context
+        return self.model(*args, **kw)
+
+    def _tiled(self, x, t, z):
+        """``_forward`` of one large image, tile by tile (see the module doc)."""
+        model, size = self.model, self.tile
+        h, w = x.shape[-2:]
+        glob = getattr(model, "global_context", None)
+        context = glob(x, t) if glob is not None and (t is not None or not model.uses_tables) else None
+        out = torch.empty(x.shape, dtype=torch.float32)
+        halo, grid = int(model.halo), int(model.grid)
+        for y0 in range(0, h, size):
+            for x0 in range(0, w, size):
+                y1, x1 = min(y0 + size, h), min(x0 + size, w)
+                cy0, cx0 = max(0, y0 - halo) // grid * grid, max(0, x0 - halo) // grid * grid
+                cy1, cx1 = min(h, y1 + halo), min(w, x1 + halo)
+                crop = x[..., cy0:cy1, cx0:cx1]
+                zc = None if z is None else z[..., cy0:cy1, cx0:cx1]
+                y = self._forward(crop, t, zc, context)
+                out[..., y0:y1, x0:x1] = y[..., y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].float().cpu()
         return out
 
 

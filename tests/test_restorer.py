@@ -12,8 +12,9 @@ from PIL import Image
 
 from paperlib import jpeg
 from paperlib.models.cascnn import CASCNN
+from paperlib.models.onetomany import ProposalNet
 from paperlib.models.qgcn import EDSR, QCN, QGCN
-from paperlib.models.svoboda import L4
+from paperlib.models.svoboda import L4, L8
 from paperlib.restorer import Restorer
 
 
@@ -122,6 +123,7 @@ class Noisy(nn.Module):
     """A stochastic 'restorer' for the protocol: output = input + 0.05 * z, z ~ N(0, 1) per pixel."""
 
     channels, uses_tables, stochastic = 1, False, True
+    halo, grid = 0, 1
 
     def __init__(self):
         super().__init__()
@@ -146,3 +148,48 @@ def test_samples_are_seeded_batch_independent_and_differ():
     assert np.array_equal(r(imgs, seed=3)[0], a[0][0])                   # one sample = sample 0
     # the spread is the model's: 0.05 * 255 gray levels per pixel, before rounding and clamping
     assert abs(a[0].astype(float).std(axis=0).mean() - 0.05 * 255 * np.sqrt(3 / 4)) < 1.5
+
+
+# ---- tiling large images -----------------------------------------------------------------------------
+
+def _tiling_nets():
+    torch.manual_seed(0)
+    o2m = ProposalNet(1, width=8, branch_units=1, aggregation_units=2)
+    nn.init.normal_(o2m.last.weight, 0, 0.05)   # a correction that is not zero
+    return {"cascnn": CASCNN(width=8), "l4": L4(), "l8": L8(), "qgcn": QGCN(3, n_res=2, init_std=0.05),
+            "qgcn-gray": QGCN(1, n_res=2, init_std=0.05), "edsr": EDSR(3, n_res=2, init_std=0.05), "o2m": o2m}
+
+
+@pytest.mark.parametrize("which", list(_tiling_nets()))
+def test_halo_covers_the_receptive_field(which):
+    """The declared halo >= the receptive field measured with autograd (input pixels that move the centre)."""
+    net = _tiling_nets()[which].eval()
+    for m in net.modules():   # nonzero weights everywhere, so that every path shows up in the gradient
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0, 0.05)
+    size = 2 * net.halo + 64
+    x = torch.rand(1, net.channels, size, size, requires_grad=True)
+    args = [x] + ([torch.ones(1, 2 if net.channels == 3 else 1, 8, 8) * 20] if net.uses_tables else [])
+    y = net(*args)
+    c = size // 2
+    y[0, :, c, c].sum().backward()
+    touched = (x.grad[0].abs().sum(0) > 0).nonzero()
+    if which.startswith("qgcn"):   # the global branch sees everything; the restoration branch is what tiles
+        x.grad = None
+        g = net.global_context(*[a.detach() for a in args])
+        y = net(*args, context=g.detach())
+        y[0, :, c, c].sum().backward()
+        touched = (x.grad[0].abs().sum(0) > 0).nonzero()
+    radius = int((touched - c).abs().max())
+    assert 0 < radius <= net.halo, (radius, net.halo)
+
+
+@pytest.mark.parametrize("which", list(_tiling_nets()))
+def test_tiled_equals_untiled(which):
+    net = _tiling_nets()[which]
+    color = net.channels == 3
+    img = _images(shapes=((203, 267),), color=color)[0]   # odd sizes, several tiles with partial ones
+    whole = Restorer(net)([img], qf=20, seed=5)[0]
+    tiled = Restorer(net, tile=64, max_pixels=64 * 64)([img], qf=20, seed=5)[0]
+    d = np.abs(whole.astype(int) - tiled.astype(int))
+    assert d.max() <= 1 and (d == 0).mean() > 0.999, (d.max(), (d == 0).mean())   # float summation order only

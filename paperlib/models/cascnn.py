@@ -108,6 +108,7 @@ class CASCNN(nn.Module):
     """CAS-CNN as in Table I. ``width`` scales the channels (128 / 256 in the paper; small for tests)."""
 
     channels, uses_tables, stochastic = 1, False, False   # what paperlib.restorer needs to know
+    halo, grid = 48, 8   # receptive-field radius in pixels (measured: 46) and the pooling grid, for tiling
 
     def __init__(self, width: int = 128, output_prelu: bool = True):
         super().__init__()

@@ -100,6 +100,10 @@ class ProposalNet(nn.Module):
         self.kwargs = {"channels": channels, "noise": noise, "shift_average": shift_average, "width": width,
                        "branch_units": branch_units, "aggregation_units": aggregation_units}
         self.channels, self.stochastic, self.shift_average = channels, bool(noise), shift_average
+        # tiling (paperlib.restorer): receptive-field radius in pixels (3x3 convolutions at half resolution, the
+        # 4x4 down/up-sampling, shift-and-average and the last convolution) and the grid tiles start on
+        self.halo = 2 * (2 * branch_units + 2 * aggregation_units + (1 if noise else 0)) + 8
+        self.grid = 8
         self.y_branch = _branch(channels, width, branch_units)
         self.z_branch = _branch(1, width, branch_units) if noise else None
         self.merge = nn.Conv2d(2 * width, width, 3, padding=1) if noise else None
@@ -391,7 +395,8 @@ def train_onetomany(kind: str, qf: int, train_images, out_dir, budget="cpu", *, 
     if result.finished and rank == 0:
         ckpt.export_fp16(g.state_dict(), Path(out_dir) / "onetomany_fp16.pt",
                          {"arch": "OneToMany", "kwargs": g.kwargs, "qf": qf, "budget": b.name, "steps": result.step,
-                          "data": list(sources), "perceptual_features": label,
+                          "data": list(sources), "perceptual_features": label, "kind": kind,
+                          "losses": manifest["losses"], "shift_average": shift_average,
                           "checkpoint_sha256": result.manifest.get("checkpoint_sha256")})
     return result
 

@@ -138,6 +138,10 @@ class QGCNNet(nn.Module):
         self.variant, self.channels = variant, channels
         self.uses_maps, self.uses_global = VARIANTS[variant]
         self.uses_tables, self.stochastic = self.uses_maps, False   # what paperlib.restorer needs to know
+        # tiling (paperlib.restorer): the restoration branch's receptive-field radius in pixels (3x3 convolutions
+        # at half resolution: 2 n_res + 1 per group, the entry/up convolutions, head and tail), and the grid of
+        # the quantization maps; the global branch sees the whole image once (``global_context``)
+        self.halo, self.grid = 8 * n_res + 12, 8
         self.n_tables = (2 if channels == 3 else 1) if self.uses_maps else 0
         c_in = channels + self.n_tables
         self.head = _conv(c_in, width, 3, stride=2)
@@ -155,7 +159,8 @@ class QGCNNet(nn.Module):
                 nn.init.normal_(m.weight, 0.0, std)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, y: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
+    def _input(self, y: torch.Tensor, tables: torch.Tensor | None):
+        """The padded image and the network input (image + quantization maps)."""
         n, c, h, w = y.shape
         if c != self.channels:
             raise ValueError(f"{self.variant} takes {self.channels}-channel images, got {c}")
@@ -166,9 +171,19 @@ class QGCNNet(nn.Module):
             if tables is None or tables.shape[1] != self.n_tables:
                 raise ValueError(f"{self.variant} needs N x {self.n_tables} x 8 x 8 quantization tables")
             x = torch.cat([yp, quant_map(tables.to(yp.device), *yp.shape[-2:]).to(yp.dtype)], 1)
+        return yp, x
+
+    def global_context(self, y: torch.Tensor, tables: torch.Tensor | None = None):
+        """The global branch's 64 features of whole images (None without a global branch)."""
+        return self.global_branch(self._input(y, tables)[1]) if self.global_branch is not None else None
+
+    def forward(self, y: torch.Tensor, tables: torch.Tensor | None = None, context=None) -> torch.Tensor:
+        """``context``: the global features of the whole image when ``y`` is a tile of it (``global_context``)."""
+        h, w = y.shape[-2:]
+        yp, x = self._input(y, tables)
         f = self.group1(self.head(x))
         if self.global_branch is not None:
-            g = self.global_branch(x)
+            g = self.global_branch(x) if context is None else context
             f = torch.cat([f, g[:, :, None, None].expand(-1, -1, *f.shape[-2:]).to(f.dtype)], 1)
         r = self.tail(self.up(self.group2(f)))
         return (yp + r.to(yp.dtype))[..., :h, :w]

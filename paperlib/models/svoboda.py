@@ -139,6 +139,7 @@ class SvobodaNet(nn.Module):
     """L4 / L8 with their objective. ``forward(x)`` keeps the size; ``forward(x, pad=False)`` is the valid network."""
 
     channels, uses_tables, stochastic = 1, False, False   # what paperlib.restorer needs to know
+    grid = 1   # no down-sampling: tiles may start anywhere (``halo`` = ``margin``, the receptive-field radius)
 
     def __init__(self, arch: str = "L4", objective: str = "residual", skip: str = "after",
                  pad_mode: str = "reflect", last_std: float = 1e-3):
@@ -154,6 +155,10 @@ class SvobodaNet(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(ci, co, k) for ci, co, k in layer_channels(arch, skip))
         self.margin = sum(k // 2 for _, _, k in layer_channels(arch, skip))  # 9 (L4), 12 (L8)
         self.reset_parameters(last_std)
+
+    @property
+    def halo(self) -> int:
+        return self.margin
 
     @property
     def residual(self) -> bool:
