@@ -44,8 +44,17 @@ def write_json_atomic(obj, path) -> Path:
 
 
 def load(path, map_location="cpu"):
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only).
+
+    A file that is not one (truncated, corrupt, or a pickle that would run code, which
+    ``weights_only`` refuses) raises ValueError naming the file, not torch's own traceback.
+    """
+    import pickle
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable weights-only checkpoint ({first})") from None
 
 
 def sha256(path) -> str:

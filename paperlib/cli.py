@@ -12,14 +12,26 @@ from . import data, protocols, zoo
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
 
+LOSSY = {".jpg", ".jpeg", ".webp"}
+
+
 def image_files(folder) -> list:
-    """Image files directly in ``folder``, sorted by name; a clear error if there are none."""
+    """Image files directly in ``folder``, sorted by name; a clear error if there are none.
+
+    They are the uncompressed references of ``baseline``/``evaluate``: lossy files among them
+    get a warning (their own artifacts are then part of "the original").
+    """
     folder = Path(folder)
     if not folder.is_dir():
-        raise SystemExit(f"error: {folder} is not a folder")
+        raise ValueError(f"{folder} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise SystemExit(f"error: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    lossy = [p.name for p in files if p.suffix.lower() in LOSSY]
+    if lossy:
+        print(f"warning: {len(lossy)} reference(s) are already lossy ({', '.join(lossy[:3])}"
+              f"{', ...' if len(lossy) > 3 else ''}): their own compression artifacts count as 'original'",
+              file=sys.stderr)
     return files
 
 
@@ -54,7 +66,7 @@ def cmd_evaluate(args) -> int:
     restorer = Restorer.load(args.model)
     proto = protocols.get(args.protocol)
     if proto.color != restorer.color:
-        raise SystemExit(f"error: {args.model} restores {'colour' if restorer.color else 'gray'} images; use a "
+        raise ValueError(f"{args.model} restores {'colour' if restorer.color else 'gray'} images; use a "
                          f"{'colour (e.g. color-qgcn)' if restorer.color else 'gray'} protocol, not {proto.name!r}")
     files = image_files(args.images)
     per_image, _ = evaluate_network(files, args.qf, restorer, protocol=proto, progress=not args.json, seed=args.seed)
@@ -100,52 +112,58 @@ def cmd_restore(args) -> int:
     from .restorer import Restorer
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():
-        raise SystemExit(f"error: {src} does not exist")
+        raise ValueError(f"{src} does not exist")
     if args.samples is not None and args.samples < 1:
-        raise SystemExit(f"error: --samples must be at least 1, got {args.samples}")
+        raise ValueError(f"--samples must be at least 1, got {args.samples}")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
-            raise SystemExit(f"error: {dst} exists and is not a folder")
+            raise ValueError(f"{dst} exists and is not a folder")
         if dst.resolve() == src.resolve():
-            raise SystemExit("error: the output folder must differ from the input folder (inputs are never overwritten)")
+            raise ValueError("the output folder must differ from the input folder (inputs are never overwritten)")
         jobs = [(p, dst / f"{p.stem}.png") for p in sorted(src.iterdir())
                 if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif")]
         if not jobs:
-            raise SystemExit(f"error: no .jpg/.jpeg files in {src}")
+            raise ValueError(f"no .jpg/.jpeg files in {src}")
     else:
         if dst.suffix.lower() not in LOSSLESS:
-            raise SystemExit(f"error: write the restored image losslessly ({', '.join(sorted(LOSSLESS))}), "
+            raise ValueError(f"write the restored image losslessly ({', '.join(sorted(LOSSLESS))}), "
                              f"not {dst.suffix or 'no extension'}")
         jobs = [(src, dst)]
+    folder = src.is_dir()
     outs = {d: _sample_paths(d, args.samples) for _, d in jobs}
     if any(o.exists() and o.resolve() == s_.resolve() for s_, d in jobs for o in outs[d]):
-        raise SystemExit("error: the output is the input file; inputs are never overwritten")
-    clash = [o for _, d in jobs for o in outs[d] if o.exists() and not args.force]
-    if clash:
-        raise SystemExit(f"error: {clash[0]} exists ({len(clash)} output(s) would be overwritten); "
-                         "use --force to replace outputs")
+        raise ValueError("the output is the input file; inputs are never overwritten")
+    done = [(s_, d) for s_, d in jobs if all(o.exists() for o in outs[d])]
+    if done and not args.force:
+        if not folder:
+            raise ValueError(f"{dst} exists; use --force to replace it")
+        # a rerun of a folder (e.g. after Ctrl-C) goes on where it stopped: finished outputs are complete files
+        jobs = [j for j in jobs if j not in done]
+        print(f"{len(done)} of {len(done) + len(jobs)} outputs exist already and are kept (--force redoes them)")
     restorer = Restorer.load(args.model)
     if args.samples not in (None, 1) and not restorer.stochastic:
-        raise SystemExit(f"error: {args.model} is deterministic: every sample would be the same image "
+        raise ValueError(f"{args.model} is deterministic: every sample would be the same image "
                          "(--samples is for stochastic models)")
     failed = []
-    bar = tqdm(jobs, desc="restore", unit="file", disable=len(jobs) == 1 or args.quiet)
+    bar = tqdm(jobs, desc="restore", unit="file", disable=not folder or args.quiet)
     for s_, d_ in bar:
         try:
             out, info = restorer.restore_file(s_, seed=args.seed, samples=args.samples)
-        except UnsupportedJPEG as err:
+        except (UnsupportedJPEG, OSError) as err:
+            if not folder:
+                raise
             failed.append((s_, str(err)))
             continue
         for img, o in zip(out if args.samples is not None else [out], outs[d_]):
-            _save(img, o)
+            _save(img, o)   # atomic: an interrupted run leaves no partial file
         qf = info["qf_luma"]
         written = d_ if args.samples is None else f"{outs[d_][0].name} ... {outs[d_][-1].name}"
         msg = (f"{s_.name}: {'colour' if info['color'] else 'gray'} {info['size'][1]}x{info['size'][0]}, "
                f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {written}")
-        bar.write(msg) if len(jobs) > 1 else print(msg)
+        bar.write(msg) if folder else print(msg)
     for s_, why in failed:
         print(f"skipped {why}", file=sys.stderr)
-    if len(jobs) > 1:
+    if folder:
         print(f"restored {len(jobs) - len(failed)} of {len(jobs)} JPEG files into {dst}")
     return 1 if failed else 0
 
@@ -172,7 +190,7 @@ def cmd_data(args) -> int:
             print(f"{name:22s} {splits}")
         return 0
     if not args.name:
-        raise SystemExit("error: give a dataset name: " + ", ".join(data.names()))
+        raise ValueError("give a dataset name: " + ", ".join(data.names()))
     if args.name == data.DEMO:
         print(f"demo: {len(data.image_paths(data.DEMO))} built-in images")
         return 0
@@ -197,7 +215,7 @@ def cmd_weights(args) -> int:
             print(f"{name:10s} {weights.manifest(name)['file']:42s} {weights.status(name)[1]}")
         return 0
     if not args.name:
-        raise SystemExit("error: give a weight name: " + ", ".join(weights.names()))
+        raise ValueError("give a weight name: " + ", ".join(weights.names()))
     try:
         if args.action == "verify" and args.path:
             path = weights.verify(args.name, args.path)
@@ -218,8 +236,15 @@ def _add_eval_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per QF")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__)
+    parser = _Parser(prog="python -m paperlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("baseline", help="mean PSNR / SSIM / PSNR-B of JPEG-compressed images (the JPEG row)")
@@ -261,13 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error as one line: multi-line messages (e.g. every place a dataset was looked for) joined with '; '."""
+    return "; ".join(part.strip(" -") for part in str(err).splitlines() if part.strip(" -"))
+
+
 def main(argv=None) -> int:
+    """Run a command; bad input ends with one line on stderr and exit status 2, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:   # bad arguments, unreadable or missing files, unwritable outputs
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are complete, nothing partial was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

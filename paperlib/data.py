@@ -164,6 +164,13 @@ def _fetch_files(source: dict, entries: list, dest: Path) -> None:
         fetcher.fetch(e["path"])
 
 
+def _refuse_escaping(archive: Path, names) -> None:
+    """An archive with absolute member paths or ``..`` components is refused as a whole (path traversal)."""
+    bad = [n for n in names if n.startswith(("/", "\\")) or ".." in Path(n).parts or ":" in Path(n).parts[0]]
+    if bad:
+        raise ValueError(f"{archive.name}: refusing an archive whose members escape its folder ({bad[0]!r})")
+
+
 def _fetch_archive(source: dict, entries: list, dest: Path) -> None:
     archive = Path(pooch.retrieve(source["url"], known_hash=source.get("sha256"),
                                   path=cache_dir() / "_archives", progressbar=True))
@@ -171,11 +178,13 @@ def _fetch_archive(source: dict, entries: list, dest: Path) -> None:
     wanted = {strip + e["path"]: dest / e["path"] for e in entries}
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
+            _refuse_escaping(archive, [m.name for m in tar.getmembers()])
             members = [(m.name, m) for m in tar.getmembers() if m.isfile() and m.name in wanted]
             for member_name, m in members:
                 atomic.write_bytes(wanted[member_name], tar.extractfile(m).read())
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
+            _refuse_escaping(archive, zf.namelist())
             for member_name in zf.namelist():
                 if member_name in wanted:
                     atomic.write_bytes(wanted[member_name], zf.read(member_name))

@@ -1,6 +1,6 @@
 """The exact JPEG codec: libjpeg round trips, IJG quantization tables.
 
-Two encoders/decoders are kept apart on purpose (see CONVENTIONS.md):
+Two encoders/decoders are kept apart on purpose (see docs/conventions.md):
 
 * ``codec="pillow"``: Pillow's bundled libjpeg with IJG tables clamped to
   baseline. Its output is bit-identical to IJG libjpeg 6b, i.e. MATLAB
@@ -176,22 +176,45 @@ class UnsupportedJPEG(ValueError):
     """A file ``read_jpeg`` will not restore (not a JPEG, progressive, CMYK, ...), with the reason."""
 
 
+def _sof_precision(path: Path):
+    """Bits per sample in the file's first SOF marker (None if there is none)."""
+    data = path.read_bytes()[:1 << 16]
+    for i in range(2, len(data) - 4):
+        if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB,
+                                               0xCD, 0xCE, 0xCF):
+            return data[i + 4]
+    return None
+
+
 def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
     """A real JPEG file: ``(decoded uint8 image, T x 8 x 8 tables from the file, info)``.
 
     Decoded with Pillow (the codec the networks were trained with). Gray files give
     HxW and one (luma) table; YCbCr colour files HxWx3 and (luma, chroma) tables.
-    Refused with ``UnsupportedJPEG``: non-JPEG files, progressive or arithmetic-coded
-    files, CMYK/YCCK, more than 8 bits per sample, colour files without a chroma table.
+    Arithmetic-coded files are read like Huffman-coded ones (the entropy coding is
+    lossless: same coefficients, same pixels). Refused with ``UnsupportedJPEG`` and the
+    reason: empty, truncated or corrupt files, non-JPEG files (whatever their name),
+    progressive files, CMYK/YCCK, more than 8 bits per sample, colour files without a
+    chroma table.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
+    if path.stat().st_size == 0:
+        raise UnsupportedJPEG(f"{path.name}: empty file (0 bytes)")
     from PIL import Image, UnidentifiedImageError
     try:
         im = Image.open(path)
     except UnidentifiedImageError:
-        raise UnsupportedJPEG(f"{path.name}: not an image file Pillow can read") from None
+        with open(path, "rb") as f:
+            soi = f.read(2) == b"\xff\xd8"
+        bits = _sof_precision(path) if soi else None
+        if bits not in (None, 8):
+            raise UnsupportedJPEG(f"{path.name}: {bits}-bit JPEG; only 8-bit samples are supported") from None
+        raise UnsupportedJPEG(f"{path.name}: " + ("a corrupt JPEG Pillow cannot read" if soi else
+                                                  "not an image file Pillow can read")) from None
+    except OSError as err:   # headers cut short
+        raise UnsupportedJPEG(f"{path.name}: truncated or corrupt JPEG ({err})") from None
     with im:
         if im.format != "JPEG":
             raise UnsupportedJPEG(f"{path.name}: not a JPEG file ({im.format}); the networks restore JPEG "
@@ -202,7 +225,10 @@ def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
         if im.mode not in ("L", "RGB"):
             raise UnsupportedJPEG(f"{path.name}: {im.mode} JPEG (only gray and YCbCr colour files are supported)")
         q = {k: np.array(v, dtype=np.int64).reshape(8, 8) for k, v in im.quantization.items()}
-        im.load()
+        try:
+            im.load()
+        except OSError as err:   # e.g. "image file is truncated"
+            raise UnsupportedJPEG(f"{path.name}: truncated or corrupt JPEG ({err})") from None
         img = np.asarray(im).copy()
     if not q or 0 not in q:
         raise UnsupportedJPEG(f"{path.name}: no luma quantization table")

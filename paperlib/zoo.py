@@ -40,7 +40,7 @@ def load(name: str, device: str = "cpu"):
     path = CHECKPOINT_DIR / meta["file"]
     if ckpt.sha256(path) != meta["sha256"]:
         raise ValueError(f"{path}: sha256 does not match {name}.json; refusing to load it")
-    return models.load(path, device=device)
+    return models.load(path, device=device, arch=meta["arch"])
 
 
 def log(name: str):

@@ -16,16 +16,26 @@ _LOADERS = {"CASCNN": ("cascnn", "load_cascnn"), "L4": ("svoboda", "load_svoboda
             "OneToMany": ("onetomany", "load_onetomany")}
 
 
-def load(path, device="cpu"):
-    """The network in an ``export_fp16`` weights file (float32, eval mode), whatever its family."""
+def load(path, device="cpu", arch: str | None = None):
+    """The network in an ``export_fp16`` weights file (float32, eval mode), whatever its family.
+
+    ``arch``: the family the caller expects (e.g. from a zoo manifest); a file of another family
+    is refused, as are weights that do not fit their own family's network (ValueError, one line).
+    """
     from importlib import import_module
 
     from ..checkpoint import load_fp16
-    arch = load_fp16(path)[1].get("arch")
-    if arch not in _LOADERS:
-        raise ValueError(f"{path}: unknown network family {arch!r}; known: {', '.join(sorted(_LOADERS))}")
-    module, loader = _LOADERS[arch]
-    return getattr(import_module(f"{__name__}.{module}"), loader)(path, device=device)
+    found = load_fp16(path)[1].get("arch")
+    if found not in _LOADERS:
+        raise ValueError(f"{path}: unknown network family {found!r}; known: {', '.join(sorted(_LOADERS))}")
+    if arch is not None and found != arch:
+        raise ValueError(f"{path}: holds a {found} network, not the {arch} its manifest names")
+    module, loader = _LOADERS[found]
+    try:
+        return getattr(import_module(f"{__name__}.{module}"), loader)(path, device=device)
+    except RuntimeError as err:   # load_state_dict: missing / unexpected keys or wrong shapes
+        raise ValueError(f"{path}: its weights do not fit a {found} network "
+                         f"({str(err).strip().splitlines()[0]})") from None
 
 
 def __getattr__(name):
