@@ -10,6 +10,9 @@ JPEG image and the restored one against the reference.
 * ``evaluate_arrays``: in-memory references (crops, training images), restored in
   batches of same-sized images;
 * ``center_crops``, ``ipsnr_by_qf``: the small pieces the figures share.
+
+Rows come from the results cache (``paperlib.cache``) when the image, the protocol, the
+QF, the network's weights and the code that computes them are unchanged.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import protocols
+from . import jpeg, protocols
 from .restorer import as_restorer
 
 __all__ = ["evaluate_network", "evaluate_arrays", "center_crops", "ipsnr_by_qf"]
@@ -29,30 +32,76 @@ def _protocol(protocol):
     return protocols.get(protocol) if isinstance(protocol, str) else protocol
 
 
+RESTORE_CODE = ("paperlib.restorer", "paperlib.evaluation")   # besides protocols.CODE and the network's module
+
+
+def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set, names: list):
+    """Rows (JPEG and restored scores) of ``refs`` at ``qf``, from the results cache where it has them, the
+    rest restored together (same-sized images batched). Returns ``(rows, kept images by name)``."""
+    from . import cache
+    extra = {}
+    if restorer is not None:
+        model = restorer.model
+        extra = {"model": cache.model_digest(model), "seed": seed if restorer.stochastic else None,
+                 "restore_code": cache.code_digest(*RESTORE_CODE, type(model).__module__)}
+    keys = [protocols.cache_key(protocol, ref, qf, **extra) for ref in refs]
+    rows, kept, missing = [None] * len(refs), {}, []
+    for i, k in enumerate(keys):
+        hit = cache.load(k, with_image=restorer is not None and names[i] in keep)
+        if hit is None:
+            missing.append(i)
+            continue
+        rows[i] = hit[0]
+        if hit[1] is not None:
+            kept[names[i]] = hit[1]
+    if missing:
+        coded = {i: protocols.jpeg_row(protocol, refs[i], qf) for i in missing}
+        restored = restorer([coded[i][1] for i in missing], qf=qf, seed=seed) if restorer is not None else None
+        for j, i in enumerate(missing):
+            row = dict(coded[i][0])
+            image = None
+            if restored is not None:
+                out = restored[j]
+                if out.shape != refs[i].shape:
+                    raise ValueError(f"{names[i]}: restored shape {out.shape} != {refs[i].shape}")
+                row.update({f"restored_{k}": float(v) for k, v in protocol.score(refs[i], out).items()})
+                if names[i] in keep:
+                    kept[names[i]] = image = out
+            cache.store(keys[i], row, image)
+            rows[i] = row
+    return [{"image": n, **r} for n, r in zip(names, rows)], kept
+
+
 def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False,
                      seed: int = 0):
-    """``protocols.evaluate`` with ``model`` as the restorer; also returns the outputs of the images in ``keep``.
+    """Per-image JPEG and restored scores of image files (``protocols.evaluate``'s columns), and the kept outputs.
 
-    ``model``: a network or a ``Restorer`` (stochastic ones draw one sample with ``seed``).
-    Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image.
+    ``model``: a network or a ``Restorer`` (stochastic ones draw one sample with ``seed``); rows come
+    from the results cache (``paperlib.cache``) when nothing they depend on changed.
+    Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image of each
+    image named in ``keep``.
     """
-    restorer = as_restorer(model)
-    outputs = []
+    from tqdm.auto import tqdm
 
-    def restore(img, qf):
-        out = restorer([img], qf=qf, seed=seed)[0]
-        outputs.append(out)
-        return out
-
-    df = protocols.evaluate(paths, qfs, _protocol(protocol), restore=restore, progress=progress)
+    protocol = _protocol(protocol)
+    restorer = as_restorer(model, batch=1)
+    qfs = [jpeg.check_qf(q) for q in qfs]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no images to evaluate")
     keep = set(keep)
-    # protocols.evaluate calls restore once per row, in row order
-    kept = {(r.image, int(r.qf)): o for r, o in zip(df.itertuples(), outputs) if r.image in keep}
-    return df, kept
+    rows, kept = [], {}
+    for path in tqdm(paths, desc=f"{restorer.name} {protocol.name} QF {qfs}", disable=not progress, leave=False):
+        ref = protocol.reference(path)
+        for qf in qfs:
+            r, k = _restored_rows(restorer, protocol, [ref], qf, seed, keep, [path.stem])
+            rows += r
+            kept.update({(n, qf): im for n, im in k.items()})
+    return pd.DataFrame(rows), kept
 
 
 def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8, seed: int = 0) -> pd.DataFrame:
-    """``protocols.evaluate`` for in-memory references (``{name: uint8}``), restoring in batches.
+    """The same for in-memory references (``{name: uint8}``), restoring same-sized images in batches.
 
     Same columns as ``protocols.evaluate``; ``restored_*`` only when ``model`` is given.
     """
@@ -61,16 +110,7 @@ def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8
     names = list(refs)
     rows = []
     for qf in qfs:
-        coded = [protocol.compress(refs[n], qf) for n in names]
-        restored = restorer([c[0] for c in coded], qf=qf, seed=seed) if restorer is not None else None
-        for i, n in enumerate(names):
-            ref, (dec, nbytes) = refs[n], coded[i]
-            row = {"image": n, "qf": int(qf), "height": ref.shape[0], "width": ref.shape[1],
-                   "bpp": 8.0 * nbytes / (ref.shape[0] * ref.shape[1])}
-            row.update({f"jpeg_{k}": v for k, v in protocol.score(ref, dec).items()})
-            if restored is not None:
-                row.update({f"restored_{k}": v for k, v in protocol.score(ref, restored[i]).items()})
-            rows.append(row)
+        rows += _restored_rows(restorer, protocol, [refs[n] for n in names], jpeg.check_qf(qf), seed, set(), names)[0]
     return pd.DataFrame(rows)
 
 

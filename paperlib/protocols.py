@@ -1,7 +1,7 @@
 """Named evaluation protocols: which luma, which codec, which metric variants.
 
 A notebook or the CLI names a protocol (``gray`` or ``color-qgcn``) and gets
-exactly the conventions that reproduce the papers' JPEG rows (CONVENTIONS.md).
+exactly the conventions that reproduce the papers' JPEG rows (docs/conventions.md).
 Variants for comparison are made with ``dataclasses.replace``, e.g.
 ``replace(GRAY, ssim_window="gaussian11")``.
 """
@@ -80,14 +80,37 @@ def get(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def jpeg_row(protocol: Protocol, ref: np.ndarray, qf: int):
+    """``(row, decoded image)``: the JPEG scores of ``ref`` at ``qf`` (``bpp``, ``jpeg_*``), without its name."""
+    dec, nbytes = protocol.compress(ref, qf)
+    row = {"qf": qf, "height": ref.shape[0], "width": ref.shape[1], "bpp": 8.0 * nbytes / (ref.shape[0] * ref.shape[1])}
+    row.update({f"jpeg_{k}": float(v) for k, v in protocol.score(ref, dec).items()})
+    return row, dec
+
+
+CODE = ("paperlib.protocols", "paperlib.jpeg", "paperlib.images", "paperlib.metrics.fidelity")  # what a JPEG row runs
+
+
+def cache_key(protocol: Protocol, ref: np.ndarray, qf: int, **more) -> str:
+    """The results-cache key of ``ref``'s row at ``qf`` under ``protocol`` (``more``: the network, seed, ...)."""
+    from dataclasses import asdict
+
+    from . import cache
+    return cache.key(image=cache.digest_array(ref), protocol=asdict(protocol), qf=qf,
+                     code=cache.code_digest(*CODE), **more)
+
+
 def evaluate(paths: Iterable, qfs: Iterable[int], protocol: Protocol | str = GRAY,
              restore: Callable | None = None, progress: bool = True) -> pd.DataFrame:
     """Per-image scores of the JPEG images (and of ``restore(jpeg_img, qf)`` if given).
 
     Returns one row per (image, qf) with ``jpeg_psnr``/``jpeg_ssim``/``jpeg_psnrb``,
     ``bpp`` (bits per pixel of the JPEG file) and, with ``restore``, the same
-    metrics prefixed ``restored_``.
+    metrics prefixed ``restored_``. JPEG-only rows come from the results cache when
+    their content and code are unchanged (``paperlib.cache``; ``PAPERLIB_NO_CACHE=1``
+    turns it off); networks are scored with ``paperlib.evaluation``.
     """
+    from . import cache
     protocol = get(protocol) if isinstance(protocol, str) else protocol
     paths = [Path(p) for p in paths]
     qfs = [jpeg.check_qf(q) for q in qfs]
@@ -99,10 +122,15 @@ def evaluate(paths: Iterable, qfs: Iterable[int], protocol: Protocol | str = GRA
     for path in tqdm(paths, desc=f"{protocol.name} QF {qfs}", disable=not progress, leave=False):
         ref = protocol.reference(path)
         for qf in qfs:
-            dec, nbytes = protocol.compress(ref, qf)
-            row = {"image": path.stem, "qf": qf, "height": ref.shape[0], "width": ref.shape[1],
-                   "bpp": 8.0 * nbytes / (ref.shape[0] * ref.shape[1])}
-            row.update({f"jpeg_{k}": v for k, v in protocol.score(ref, dec).items()})
+            k = cache_key(protocol, ref, qf) if restore is None else None
+            hit = cache.load(k) if k else None
+            if hit is not None:
+                rows.append({"image": path.stem, **hit[0]})
+                continue
+            row, dec = jpeg_row(protocol, ref, qf)
+            if k:
+                cache.store(k, row)
+            row = {"image": path.stem, **row}
             if restore is not None:
                 out = restore(dec, qf)
                 if out.shape != ref.shape:

@@ -1,0 +1,121 @@
+"""Results cache: per-image scores (and the restored images a figure keeps) keyed by content.
+
+A second ``make figures`` with nothing changed should not restore and score every image
+again. Each evaluated row (one reference image at one QF, JPEG only or restored by a
+network) is stored under the sha256 of everything it depends on:
+
+* the reference image's pixels (after the protocol's luma / colour reading),
+* the protocol (every field: luma, codec, decoder, subsampling, SSIM window, PSNR-B counts),
+* the QF and, for stochastic networks, the seed,
+* the network's weights and architecture (``model_digest``: its class, kwargs and every
+  tensor of its state dict), so a retrained or changed checkpoint misses,
+* the source code that computes the row (``code_digest`` of the modules involved: the
+  codec, the metrics, the protocols, the restorer and the network's own module), so a
+  change to any of them misses.
+
+Entries live under the user cache (``$PAPERLIB_CACHE/results``, see ``paperlib.data``),
+are written atomically (JSON, plus a compressed ``.npz`` for a kept image) and are never
+committed. ``PAPERLIB_NO_CACHE=1`` (``make figures FRESH=1``; ``make check-figures``
+always) bypasses the cache entirely: nothing is read or written. A hit returns exactly
+the numbers that were computed and stored (JSON keeps every float's full precision).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import atomic
+
+__all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "key", "load", "store"]
+
+ENV_OFF = "PAPERLIB_NO_CACHE"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_OFF, "") in ("", "0")
+
+
+def root() -> Path:
+    from .data import cache_dir
+    return cache_dir() / "results"
+
+
+def digest_array(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def model_digest(model) -> str:
+    """sha256 of a network's class, kwargs and every tensor of its state dict (bytes, dtype, shape)."""
+    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    h.update(json.dumps(getattr(model, "kwargs", None), sort_keys=True, default=str).encode())
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def code_digest(*modules: str) -> str:
+    """sha256 of the source of ``modules`` (names, e.g. ``"paperlib.jpeg"``), read once per process."""
+    h = hashlib.sha256()
+    for name in modules:
+        importlib.import_module(name)
+        h.update(name.encode())
+        try:
+            h.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError):   # no source (e.g. a class defined interactively): never shared across runs
+            h.update(os.urandom(16))
+    return h.hexdigest()
+
+
+def key(**parts) -> str:
+    """The cache key of a row: sha256 of its parts as canonical JSON."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _paths(k: str) -> tuple[Path, Path]:
+    folder = root() / k[:2]
+    return folder / f"{k}.json", folder / f"{k}.npz"
+
+
+def load(k: str, with_image: bool = False):
+    """``(row, image or None)`` stored under ``k``; None when absent, unreadable, disabled, or the image is
+    wanted but was not stored."""
+    if not enabled():
+        return None
+    jpath, npath = _paths(k)
+    try:
+        row = json.loads(jpath.read_text())
+        image = None
+        if with_image:
+            with np.load(npath) as z:
+                image = z["image"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return row, image
+
+
+def store(k: str, row: dict, image: np.ndarray | None = None) -> None:
+    """Write ``row`` (JSON) and, if given, ``image`` (compressed npz) under ``k``, atomically."""
+    if not enabled():
+        return
+    jpath, npath = _paths(k)
+    if image is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, image=np.asarray(image))
+        atomic.write_bytes(npath, buf.getvalue())
+    atomic.write_text(jpath, json.dumps(row))

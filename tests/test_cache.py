@@ -1,0 +1,94 @@
+"""paperlib.cache: a hit gives exactly the fresh numbers; a changed network, code or input misses; off means off."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from paperlib import cache, evaluation, protocols
+from paperlib.models.cascnn import CASCNN
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(cache.ENV_OFF, raising=False)
+    return tmp_path / "cache" / "results"
+
+
+def _files(folder, n=3):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = folder / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 256, (24 + 8 * i, 32), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+class Counting(torch.nn.Module):
+    """Wraps a network and counts the images it restores (a hit must restore nothing)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, 0
+        self.channels, self.uses_tables, self.stochastic, self.halo, self.grid = 1, False, False, net.halo, net.grid
+        self.kwargs = net.kwargs
+
+    def forward(self, x):
+        self.calls += x.shape[0]
+        return self.net(x)
+
+
+def test_hit_equals_fresh_and_changes_miss(fresh_cache, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = Counting(CASCNN(width=8)).eval()
+    paths = _files(tmp_path)
+    first, kept1 = evaluation.evaluate_network(paths, [10, 30], net, keep={"im1"})
+    assert net.calls == 6 and any(fresh_cache.rglob("*.json"))
+    second, kept2 = evaluation.evaluate_network(paths, [10, 30], net, keep={"im1"})
+    assert net.calls == 6                                                 # every row came from the cache
+    pd.testing.assert_frame_equal(first, second, check_exact=True)        # exactly the fresh numbers
+    assert all(np.array_equal(kept1[k], kept2[k]) for k in kept1) and set(kept1) == {("im1", 10), ("im1", 30)}
+    monkeypatch.setenv(cache.ENV_OFF, "1")
+    off, _ = evaluation.evaluate_network(paths, [10, 30], net, keep={"im1"})
+    assert net.calls == 12                                                # off: computed again ...
+    pd.testing.assert_frame_equal(first, off, check_exact=True)           # ... to the same numbers
+    monkeypatch.delenv(cache.ENV_OFF)
+    with torch.no_grad():                                                 # a changed checkpoint misses
+        net.net.Ahat.conv.bias.add_(0.01)
+    changed, _ = evaluation.evaluate_network(paths, [10], net)
+    assert net.calls == 15 and not np.allclose(changed.restored_psnr, first[first.qf == 10].restored_psnr)
+    evaluation.evaluate_network(paths, [10], net, protocol=protocols.replace(protocols.GRAY, ssim_window="skimage"))
+    assert net.calls == 18                                                # another protocol misses
+
+
+def test_a_code_change_misses(fresh_cache, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = Counting(CASCNN(width=8)).eval()
+    paths = _files(tmp_path, 1)
+    evaluation.evaluate_network(paths, [20], net)
+    real = cache.code_digest
+
+    def edited(*modules):   # as if paperlib/restorer.py had been edited
+        return real(*modules) + ("-edited" if "paperlib.restorer" in modules else "")
+
+    monkeypatch.setattr(cache, "code_digest", edited)
+    evaluation.evaluate_network(paths, [20], net)
+    assert net.calls == 2
+    evaluation.evaluate_arrays({"a": np.zeros((16, 16), np.uint8)}, [20], net)
+    evaluation.evaluate_arrays({"a": np.zeros((16, 16), np.uint8)}, [20], net)
+    assert net.calls == 3                                                 # arrays are cached too
+
+
+def test_jpeg_rows_are_cached_and_off_writes_nothing(fresh_cache, tmp_path, monkeypatch):
+    paths = _files(tmp_path)
+    a = protocols.evaluate(paths, [10, 50], "gray", progress=False)
+    n_files = len(list(fresh_cache.rglob("*.json")))
+    assert n_files == 6
+    b = protocols.evaluate(paths, [10, 50], "gray", progress=False)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    monkeypatch.setenv(cache.ENV_OFF, "1")
+    c = protocols.evaluate(paths, [10, 20], "gray", progress=False)
+    assert len(list(fresh_cache.rglob("*.json"))) == n_files              # nothing read or written
+    pd.testing.assert_frame_equal(a[a.qf == 10].reset_index(drop=True), c[c.qf == 10].reset_index(drop=True))
