@@ -1,6 +1,6 @@
 """paperlib.diffjpeg: speed beside Pillow, and full-image LIVE1 accuracy against the exact codecs.
 
-    PAPERLIB_DATA=../shared/datasets .venv/bin/python benchmarks/bench_diffjpeg.py [--device cuda] [--threads 1]
+    PAPERLIB_DATA=/path/to/datasets .venv/bin/python benchmarks/bench_diffjpeg.py [--device cuda] [--threads 1]
 
 Writes ``figures/benchmarks/diffjpeg_speed`` (forward / forward+backward Mpixel/s at batch
 32 x 128^2, gray and 4:2:0 colour, QF 50, beside Pillow's encode+decode of the same images in the

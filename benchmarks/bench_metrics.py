@@ -1,6 +1,6 @@
 """Time one LIVE1 pass (29 images) at one QF with all three metrics, per protocol. Target: gray < 2 s.
 
-    PAPERLIB_DATA=../shared/datasets .venv/bin/python benchmarks/bench_metrics.py
+    PAPERLIB_DATA=/path/to/datasets .venv/bin/python benchmarks/bench_metrics.py
 """
 import time
 

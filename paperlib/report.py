@@ -19,14 +19,17 @@ def figures_dir(paper: str, out_dir=None) -> Path:
     return path
 
 
-def save_table(df: pd.DataFrame, out_dir, name: str, caption: str = "", floatfmt: str = ".4f") -> Path:
-    """Write ``name.csv`` (full precision) and ``name.md`` (caption + rounded table)."""
+def save_table(df: pd.DataFrame, out_dir, name: str, caption: str = "", floatfmt: str = ".4f",
+               markdown: str | None = None) -> Path:
+    """Write ``name.csv`` (every column, full precision, for machines) and ``name.md`` (caption + the table
+    rounded, or ``markdown``: a layout for readers, e.g. ``reproduce.readable``)."""
     out_dir = Path(out_dir)
     atomic.write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
     shown = df.copy()
     for col in shown.columns[shown.dtypes == float]:  # format floats here; leave printed strings as printed
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:{floatfmt}}")
-    md = (f"{caption}\n\n" if caption else "") + shown.to_markdown(index=False, disable_numparse=True) + "\n"
+    body = markdown if markdown is not None else shown.to_markdown(index=False, disable_numparse=True) + "\n"
+    md = (f"{caption}\n\n" if caption else "") + body
     atomic.write_text(out_dir / f"{name}.md", md)
     return out_dir / f"{name}.csv"
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import data, protocols, published
 
-__all__ = ["EVAL_SETS", "NOT_REPRODUCED", "JPEG_ROW_ONLY", "VARIANTS", "TRANSCRIBED", "jpeg_summary", "jpeg_row_table", "compare",
+__all__ = ["EVAL_SETS", "NOT_REPRODUCED", "JPEG_ROW_ONLY", "VARIANTS", "TRANSCRIBED", "jpeg_summary", "jpeg_row_table", "cropped_jpeg_rows", "compare", "readable",
            "method_table", "ints_or_blank", "convention_effects"]
 
 TRANSCRIBED = "transcribed from the paper"
@@ -24,8 +24,8 @@ EVAL_SETS = {
     "bsds500-val": ("bsds500", "val", "gray"),
 }
 
-_CROP32 = ("whole images give this; cropping every image to a multiple of 32 comes within 0.01 dB "
-           "(33.992/31.879 at QF60, 36.881/35.467 at QF80), so the paper probably evaluated cropped images")
+_CROP32 = ("whole images give this; the same JPEG row on images cropped to a multiple of 32 pixels is computed "
+           "beside it in figures/protocols/cascnn_crop32.md (notebooks/protocols.ipynb)")
 _SVOBODA5 = ("the printed row equals Svoboda Table 4's BSDS500-val JPEG row (27.58 / 24.97 / 0.769), "
              "not LIVE1: the caption's dataset is most likely a mislabel")
 # JPEG-row cells that do not reproduce, with the best explanation we have. Tests assert they
@@ -40,10 +40,9 @@ NOT_REPRODUCED = {
     ("svoboda", "5", "live1", 10, "psnrb"): _SVOBODA5,
 }
 
-# Of those, the explanations that concern the printed JPEG row alone (a mislabelled row) rather than how the
-# whole column was evaluated (the crops, which apply to every method's cell at that QF): ``compare`` attaches
-# them to the JPEG cells only.
-JPEG_ROW_ONLY = {k for k, v in NOT_REPRODUCED.items() if v == _SVOBODA5}
+# The explanations concern the printed JPEG row (the only row whose inputs we can recompute): ``compare``
+# attaches them to the JPEG cells only.
+JPEG_ROW_ONLY = set(NOT_REPRODUCED)
 
 
 def _note(r) -> str:
@@ -68,6 +67,28 @@ def jpeg_summary(eval_set: str, qfs, data_root=None, progress: bool = True, demo
     else:
         paths, note = data.image_paths(name, split, data_root=data_root), None
     return protocols.summarize(protocols.evaluate(paths, qfs, proto, progress=progress)), note
+
+
+def cropped_jpeg_rows(eval_set: str, qfs, multiple: int = 32, data_root=None) -> pd.DataFrame:
+    """The JPEG row of ``eval_set`` on images cropped at the top-left to a multiple of ``multiple`` pixels,
+    beside the whole-image row and the printed cells: what cropping (to a network's stride, say) changes."""
+    from .evaluation import evaluate_arrays
+    name, split, proto = EVAL_SETS[eval_set]
+    proto = protocols.get(proto)
+    paths = data.image_paths(name, split, data_root=data_root)
+    refs = {p.stem: proto.reference(p) for p in paths}
+    crops = {k: v[: v.shape[0] // multiple * multiple, : v.shape[1] // multiple * multiple] for k, v in refs.items()}
+    whole = protocols.summarize(evaluate_arrays(refs, qfs, None, proto)).set_index("qf")
+    cropped = protocols.summarize(evaluate_arrays(crops, qfs, None, proto)).set_index("qf")
+    printed = published.jpeg_rows()
+    printed = printed[(printed.dataset == eval_set) & printed.qf.isin(qfs)]
+    rows = []
+    for r in printed.itertuples():
+        w, c = float(whole.loc[r.qf, f"jpeg_{r.metric}"]), float(cropped.loc[r.qf, f"jpeg_{r.metric}"])
+        rows.append({"paper": r.paper, "table": r.table, "qf": r.qf, "metric": r.metric, "printed": r.printed,
+                     "whole_images": w, f"cropped_to_{multiple}": c,
+                     "whole_matches": published.matches(w, r.printed), "cropped_matches": published.matches(c, r.printed)})
+    return pd.DataFrame(rows)
 
 
 def jpeg_row_table(eval_set: str, qfs=None, data_root=None, progress: bool = True):
@@ -197,6 +218,47 @@ def method_table(printed: pd.DataFrame, jpeg_summary: pd.DataFrame, ours, qfs, p
         cells["diff"] = float("nan")
         cells["match"] = None
     return table, cells
+
+
+def readable(table: pd.DataFrame, metrics=("psnr", "psnrb", "ssim"), labels=None) -> str:
+    """``method_table``'s table laid out like the paper's, as Markdown: one row per QF and method, one column
+    per metric, each cell ``ours / paper (diff)``; the provenance of our rows once, beneath.
+
+    ``ours`` is rounded to the printed precision of the paper's cell (2 decimals for dB, 4 for SSIM
+    where the paper prints nothing), ``diff`` = that minus printed. Cells: ``- / paper`` for rows the
+    paper prints and we do not compute, ``ours`` alone where the paper prints nothing, and
+    ``missing`` (the reason beneath) for a row of ours that could not be evaluated.
+    """
+    labels = labels or {"psnr": "PSNR (dB)", "psnrb": "PSNR-B (dB)", "ssim": "SSIM"}
+    lines = ["| QF | method | " + " | ".join(labels.get(m, m) for m in metrics) + " |",
+             "|---:|:---|" + "|".join("---:" for _ in metrics) + "|"]
+    notes, prov = [], {}
+    for r in table.itertuples():
+        cells = []
+        for m in metrics:
+            ours, paper, diff = getattr(r, m), getattr(r, f"paper_{m}"), getattr(r, f"diff_{m}")
+            dec = len(paper.split(".")[1]) if paper and "." in paper else (4 if m.startswith("ssim") else 2)
+            o = "" if pd.isna(ours) else f"{ours:.{dec}f}"
+            if o and paper:
+                cells.append(f"{o} / {paper}" + ("" if pd.isna(diff) else f" ({diff:+.{dec}f})"))
+            elif paper:
+                cells.append(f"- / {paper}")
+            else:
+                cells.append(o or "missing")
+        method = r.method + (" (paper)" if str(r.source).startswith("paper only") else "")
+        lines.append(f"| {r.qf} | {method} | " + " | ".join(cells) + " |")
+        if str(r.source) in ("this run", "missing") and r.network:
+            bits = [b for b in (f"budget {r.budget}" if r.budget else "", f"{r.steps} steps" if r.steps else "",
+                                str(r.train_data)) if b]
+            prov.setdefault(r.network, (r.method, ", ".join(bits)))
+        if r.note:
+            notes.append(f"QF {r.qf}, {r.method}: {r.note}")
+    out = "\n".join(lines)
+    if prov:
+        out += "\n\nOur rows: " + "; ".join(f"**{m}** = `{n}` ({b})" for n, (m, b) in prov.items()) + "."
+    if notes:
+        out += "\n\nNotes: " + " ".join(f"{n}." if not n.endswith(".") else n for n in dict.fromkeys(notes))
+    return out + "\n"
 
 
 # Conventions other toolkits use, as changes to a base protocol (name -> (base, change)).

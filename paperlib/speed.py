@@ -19,7 +19,7 @@ What the FLOP counter counts (and what it leaves out):
   counted (they are memory-bound and a small share of the time).
 
 CAS-CNN (Table I, 128/256 channels) comes to 1,025,824 FLOPs per pixel
-(1.03 MFLOP; MEASUREMENTS.md rounds it to 1.0), independent of the image size
+(1.03 MFLOP; docs/cpu-training.md), independent of the image size
 for sides that are multiples of 8. Timings are wall-clock means over as many
 calls as fit in ``min_time_s`` after ``warmup`` calls; they depend on what else
 the machine is doing, so the result carries the thread count and load average, and the

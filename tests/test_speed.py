@@ -34,7 +34,7 @@ def test_cascnn_flops_per_pixel_is_the_table_i_sum():
     expected = sum(2 * k * k * c_in * c_out / INPUT_GRID[name] for name, (c_out, c_in, k, _, _) in TABLE_I.items())
     got = speed.flops_per_pixel(net, 64, 64)
     assert got == pytest.approx(expected, rel=1e-12)
-    assert got == pytest.approx(1_025_823.625)          # about 1.0 MFLOP per pixel (MEASUREMENTS.md)
+    assert got == pytest.approx(1_025_823.625)          # about 1.0 MFLOP per pixel (docs/cpu-training.md)
     by_layer = speed.flops_by_module(net, 64, 64)
     for name, (c_out, c_in, k, _, _) in TABLE_I.items():
         assert by_layer[ATTR[name]] == pytest.approx(2 * k * k * c_in * c_out / INPUT_GRID[name]), name

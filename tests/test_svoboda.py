@@ -39,7 +39,7 @@ def test_exact_parameter_counts_and_flops():
     # Table 1, layer 1's 32 activations concatenated to the outputs of layers 4 and 6 (inputs of 5 and 7)
     assert counts("L8") == {"weights": 220_064, "biases": 481, "params": 220_545, "flops_per_pixel": 440_128,
                             "receptive_field": 25}
-    # ... or to the inputs of layers 4 and 6: CONVENTIONS.md's "≈567 k" FLOPs
+    # ... or to the inputs of layers 4 and 6: the "≈567 k" FLOPs of docs/conventions.md
     assert counts("L8", "before")["weights"] == 283_552 and counts("L8", "before")["flops_per_pixel"] == 567_104
     assert layer_channels("L8") == [(1, 32, 11), (32, 64, 3), (64, 64, 3), (64, 64, 3), (96, 64, 1),
                                     (64, 64, 5), (96, 128, 1), (128, 1, 5)]

@@ -2,7 +2,7 @@
 
 The variants that reproduce the published tables are the defaults; the others
 exist so the protocols notebook can show how much each convention moves a
-number. See CONVENTIONS.md for the measurements behind each choice.
+number. See docs/conventions.md for the measurements behind each choice.
 """
 from __future__ import annotations
 

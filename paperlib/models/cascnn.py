@@ -17,7 +17,7 @@ output natively at that resolution and with the nearest-neighbour up-sampled
     x_A = [B~(x_B), A, up(B^)]      128 + 128 + 1 = 257 channels at 1/1
     A^ = conv(x_A)                  full-resolution output
 
-Choices where the paper is silent or ambiguous (also in CONVENTIONS.md):
+Choices where the paper is silent or ambiguous (also in docs/conventions.md):
 
 * Table I prints C(1) as 128 outputs / 256 inputs; B(2) gives 128 channels and
   the 513-channel concatenation needs 256 from C, so C(1) is 128 -> 256 (the
@@ -194,7 +194,7 @@ class Budget:
     ft_fraction: float      # last fraction of the steps trained with the output loss
     crop: int               # square training crops (multiple of 8)
     batch: int              # global batch
-    lr: float = 1e-4        # Adam; the paper's 1e-4 (1e-3 diverges, see MEASUREMENTS.md)
+    lr: float = 1e-4        # Adam; the paper's 1e-4 (1e-3 diverges, see docs/cpu-training.md)
     bf16: bool | str = "auto"  # bf16 autocast where the device computes it natively (paperlib.machine)
     channels_last: bool = True
     val_every: int = 0

@@ -14,7 +14,7 @@ of layers 4 and 6, so layers 5 and 7 see 96 channels. This reading gives
 220,064 weights and 440,128 FLOPs per pixel, exactly the paper's "220 K"
 parameters and "440 K" FLOPs. The other reading, concatenating into the
 *inputs* of layers 4 and 6 (``skip="before"``), gives 283,552 weights and
-567,104 FLOPs per pixel: the "≈567 k" of CONVENTIONS.md / MEASUREMENTS.md
+567,104 FLOPs per pixel: the "≈567 k" of an early prototype (docs/conventions.md)
 comes from it, and it matches neither printed number. ``counts(arch, skip)``
 gives the analytic numbers. The Conclusions' "20 K" / "100 K" parameters match
 no reading (paperlib/published/NOTES.md).
@@ -338,7 +338,7 @@ BUDGETS = {
     # CI: a few steps on tiny crops, seconds (crop 32 > L8's 25-pixel receptive field).
     "smoke": {a: Budget("smoke", steps=4, crop=32, batch=2, lr_milestones=(2,), val_every=2, ckpt_every=2, n_val=2)
               for a in ARCHS},
-    # This 2-core CPU, about 8 min per network. L4: MEASUREMENTS.md's set-up (Adam 1e-3, x0.7 every 500
+    # This 2-core CPU, about 8 min per network. L4: docs/cpu-training.md's prototype (Adam 1e-3, x0.7 every 500
     # steps, batch 32 x 64^2: +1.09 dB on LIVE1 QF10 in 8 min, 1661 steps of a same-size network); the
     # valid network costs ~0.5-0.65x per step (measured ratio), hence 2500 steps. L8 with the paper's
     # 4 x 128^2 costs ~1.7x an L4 step (measured), hence 1500 steps, decayed 5 times like L4.
