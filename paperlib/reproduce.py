@@ -230,8 +230,9 @@ def readable(table: pd.DataFrame, metrics=("psnr", "psnrb", "ssim"), labels=None
     ``missing`` (the reason beneath) for a row of ours that could not be evaluated.
     """
     labels = labels or {"psnr": "PSNR (dB)", "psnrb": "PSNR-B (dB)", "ssim": "SSIM"}
-    lines = ["| QF | method | " + " | ".join(labels.get(m, m) for m in metrics) + " |",
-             "|---:|:---|" + "|".join("---:" for _ in metrics) + "|"]
+    sets = "dataset" in table.columns   # several evaluation sets in one table (QGCN's LIVE1 and BSDS500 test)
+    lines = [("| set " if sets else "") + "| QF | method | " + " | ".join(labels.get(m, m) for m in metrics) + " |",
+             ("|:---" if sets else "") + "|---:|:---|" + "|".join("---:" for _ in metrics) + "|"]
     notes, prov = [], {}
     for r in table.itertuples():
         cells = []
@@ -244,15 +245,15 @@ def readable(table: pd.DataFrame, metrics=("psnr", "psnrb", "ssim"), labels=None
             elif paper:
                 cells.append(f"- / {paper}")
             else:
-                cells.append(o or "missing")
+                cells.append(o or ("missing" if str(r.source) == "missing" else ""))
         method = r.method + (" (paper)" if str(r.source).startswith("paper only") else "")
-        lines.append(f"| {r.qf} | {method} | " + " | ".join(cells) + " |")
+        lines.append((f"| {r.dataset} " if sets else "") + f"| {r.qf} | {method} | " + " | ".join(cells) + " |")
         if str(r.source) in ("this run", "missing") and r.network:
             bits = [b for b in (f"budget {r.budget}" if r.budget else "", f"{r.steps} steps" if r.steps else "",
                                 str(r.train_data)) if b]
             prov.setdefault(r.network, (r.method, ", ".join(bits)))
         if r.note:
-            notes.append(f"QF {r.qf}, {r.method}: {r.note}")
+            notes.append(f"{r.dataset + ', ' if sets else ''}QF {r.qf}, {r.method}: {r.note}")
     out = "\n".join(lines)
     if prov:
         out += "\n\nOur rows: " + "; ".join(f"**{m}** = `{n}` ({b})" for n, (m, b) in prov.items()) + "."
