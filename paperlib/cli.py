@@ -1,4 +1,4 @@
-"""Command line: ``python -m paperlib {baseline,evaluate,restore,models,data,weights} ...``."""
+"""Command line: ``python -m paperlib {baseline,evaluate,restore,models,data,weights,check-figures} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -229,6 +229,17 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_check_figures(args) -> int:
+    from . import figcheck
+    cells = figcheck.check(fast=args.fast, data_root=args.data_root)
+    bad = [c for c in cells if not c.ok]
+    print(f"{len(cells) - len(bad)} of {len(cells)} pinned cells of figures/ equal their recomputation "
+          f"at the printed precision" + (f"; {len(bad)} differ:" if bad else ""))
+    for c in bad:
+        print(f"  {c}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def _add_eval_arguments(p) -> None:
     p.add_argument("--images", required=True, help="folder of uncompressed images")
     p.add_argument("--qf", type=int, nargs="+", required=True, help="quality factor(s), 1..100")
@@ -277,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help=f"data root to check (default: search order, incl. ${data.ENV_VAR})")
     p.add_argument("--split", help="only this split")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("check-figures", help="recompute pinned cells of the committed tables from the committed "
+                                             "weights (fresh, no cache) and compare at the printed precision")
+    p.add_argument("--fast", action="store_true", help="one image or row per network (the test suite's subset)")
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=cmd_check_figures)
 
     p = sub.add_parser("weights", help="list, verify or fetch pretrained weight files (VGG-16/19, FID Inception)")
     p.add_argument("action", choices=["list", "verify", "fetch"])
