@@ -89,12 +89,17 @@ def cmd_evaluate(args) -> int:
 LOSSLESS = {".png", ".bmp", ".tif", ".tiff"}
 
 
-def _save(img, dst: Path) -> None:
+def _save(img, dst: Path, info: dict | None = None) -> None:
+    """Write a restored image losslessly, atomically, with the input's EXIF (orientation included) and ICC
+    profile where the format carries them (PNG, TIFF; BMP has no place for them)."""
     from PIL import Image
 
     from . import atomic
     fmt = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}[dst.suffix.lower()]
-    atomic.write(dst, lambda f: Image.fromarray(img).save(f, format=fmt))
+    extra = {}
+    if info and fmt != "BMP":
+        extra = {k: info[k] for k in ("exif", "icc_profile") if info.get(k)}
+    atomic.write(dst, lambda f: Image.fromarray(img).save(f, format=fmt, **extra))
 
 
 def _sample_paths(dst: Path, samples: int | None) -> list:
@@ -155,11 +160,15 @@ def cmd_restore(args) -> int:
             failed.append((s_, str(err)))
             continue
         for img, o in zip(out if args.samples is not None else [out], outs[d_]):
-            _save(img, o)   # atomic: an interrupted run leaves no partial file
+            _save(img, o, info)   # atomic: an interrupted run leaves no partial file
         qf = info["qf_luma"]
         written = d_ if args.samples is None else f"{outs[d_][0].name} ... {outs[d_][-1].name}"
         msg = (f"{s_.name}: {'colour' if info['color'] else 'gray'} {info['size'][1]}x{info['size'][0]}, "
                f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {written}")
+        kept = [k for k, v in (("EXIF", info.get("exif")), ("ICC profile", info.get("icc_profile"))) if v]
+        if kept and d_.suffix.lower() != ".bmp":
+            turn = info.get("orientation", 1)
+            msg += f" ({' and '.join(kept)} copied{f'; EXIF orientation {turn} kept, not applied' if turn != 1 else ''})"
         bar.write(msg) if folder else print(msg)
     for s_, why in failed:
         print(f"skipped {why}", file=sys.stderr)

@@ -191,6 +191,9 @@ def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
 
     Decoded with Pillow (the codec the networks were trained with). Gray files give
     HxW and one (luma) table; YCbCr colour files HxWx3 and (luma, chroma) tables.
+    Pixels stay in the stored orientation (the 8x8 grid and the tables belong to it): the
+    EXIF orientation is not applied but returned, with the EXIF block and ICC profile, in
+    ``info`` (``orientation``, ``exif``, ``icc_profile``) so outputs can carry them.
     Arithmetic-coded files are read like Huffman-coded ones (the entropy coding is
     lossless: same coefficients, same pixels). Refused with ``UnsupportedJPEG`` and the
     reason: empty, truncated or corrupt files, non-JPEG files (whatever their name),
@@ -225,6 +228,8 @@ def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
         if im.mode not in ("L", "RGB"):
             raise UnsupportedJPEG(f"{path.name}: {im.mode} JPEG (only gray and YCbCr colour files are supported)")
         q = {k: np.array(v, dtype=np.int64).reshape(8, 8) for k, v in im.quantization.items()}
+        meta = {"exif": im.info.get("exif"), "icc_profile": im.info.get("icc_profile"),
+                "orientation": int(im.getexif().get(0x0112, 1))}
         try:
             im.load()
         except OSError as err:   # e.g. "image file is truncated"
@@ -237,5 +242,5 @@ def read_jpeg(path) -> tuple[np.ndarray, np.ndarray, dict]:
         raise UnsupportedJPEG(f"{path.name}: colour file with a single quantization table (not IJG-style)")
     tables = np.stack([q[0], q[1]] if color else [q[0]])
     info = {"color": color, "size": tuple(img.shape[:2]), "qf_luma": estimate_qf(q[0], "luma"),
-            "qf_chroma": estimate_qf(q[1], "chroma") if color else None}
+            "qf_chroma": estimate_qf(q[1], "chroma") if color else None, **meta}
     return img, tables, info

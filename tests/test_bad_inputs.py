@@ -15,7 +15,7 @@ checkpoints                                 23 wrong sha256, 24 truncated, 25 an
 data                                        27 a manifest with a wrong hash, 28 an archive with ../ or absolute
                                             member paths, 29 a data root that does not exist
 writing                                     30 a read-only output folder, 31 a full disk during a checkpoint
-                                            write (the previous checkpoint survives); and Ctrl-C in a folder
+                                            write (the previous checkpoint survives); EXIF and ICC carried to the output; Ctrl-C in a folder
                                             restore leaves finished outputs complete and no partial file
 """
 import io
@@ -319,3 +319,19 @@ def test_ctrl_c_in_a_folder_restore_then_resume(zoo_dir, tmp_path, capsys, monke
     assert "1 of 3 outputs exist already" in capsys.readouterr().out          # rerun goes on where it stopped
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png"]
     assert (out / "0.png").read_bytes() == first
+
+
+def test_exif_orientation_and_icc_profile_are_carried_not_applied(zoo_dir, tmp_path, capsys):
+    """The pixels stay in the stored orientation (the JPEG grid and tables belong to it); the output carries
+    the input's EXIF block (orientation included) and ICC profile, as Pillow reports them for both files."""
+    from PIL import ImageCms
+    gray = Image.fromarray(_rgb(24, 40)[..., 0].copy())
+    exif = Image.Exif()
+    exif[0x0112] = 6                                        # "rotate 90 CW to display"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    gray.save(tmp_path / "o.jpg", quality=30, exif=exif.tobytes(), icc_profile=icc)
+    assert cli.main(["restore", str(tmp_path / "o.jpg"), str(tmp_path / "o.png"), "--model", "cas"]) == 0
+    assert "EXIF orientation 6 kept, not applied" in capsys.readouterr().out
+    with Image.open(tmp_path / "o.png") as out:
+        assert out.size == (40, 24)                          # not rotated
+        assert out.getexif().get(0x0112) == 6 and out.info.get("icc_profile") == icc
