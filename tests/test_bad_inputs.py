@@ -303,11 +303,11 @@ def test_ctrl_c_in_a_folder_restore_then_resume(zoo_dir, tmp_path, capsys, monke
     real = cli._save
     calls = []
 
-    def interrupt_second(img, dst):
+    def interrupt_second(img, dst, *info):
         calls.append(dst)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        real(img, dst)
+        real(img, dst, *info)
 
     monkeypatch.setattr(cli, "_save", interrupt_second)
     assert cli.main(["restore", str(src), str(out), "--model", "cas", "--quiet"]) == 130
