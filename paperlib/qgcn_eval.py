@@ -257,3 +257,34 @@ def val_curves(logs: dict) -> pd.DataFrame:
                                    "val_ipsnr": v.val_ipsnr, "crop": crop}))
     return (pd.concat(parts, ignore_index=True) if parts else
             pd.DataFrame(columns=["run", "step", "val_psnr", "val_ipsnr", "crop"]))
+
+
+# A low-quality JPEG whose tables are not IJG's (the real-JPEG example): how it is made, and what reading the
+# file's own tables buys over assuming IJG tables of the nearest quality.
+CUSTOM_BASE_QF = 20   # the IJG quality the custom tables start from
+
+
+def custom_tables(base_qf: int = CUSTOM_BASE_QF) -> np.ndarray:
+    """Luma and chroma tables no IJG quality produces: IJG's tables at ``base_qf`` with each entry scaled by
+    ``1 + 0.1 (i + j)`` (frequency index i, j: 1x at DC, 2.4x at the highest frequency), rounded, clamped
+    to 1..255 for baseline JPEG; a camera-firmware-like curve that quantizes high frequencies harder."""
+    from . import jpeg
+    i, j = np.mgrid[:8, :8]
+    return np.clip(np.round(jpeg.ijg_tables(base_qf, True) * (1 + 0.1 * (i + j))), 1, 255).astype(np.int64)
+
+
+def custom_jpeg(ref: np.ndarray, tables: np.ndarray) -> bytes:
+    """``ref`` (HxWx3 uint8) coded by Pillow, 4:2:0, with ``tables`` (luma, chroma) instead of a quality."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(ref).save(buf, format="JPEG", qtables=[t.flatten().tolist() for t in tables], subsampling=2)
+    return buf.getvalue()
+
+
+def nearest_ijg_qf(tables: np.ndarray) -> int:
+    """The IJG quality whose (luma, chroma) tables are closest to ``tables`` (summed absolute difference):
+    what a restorer that only knows a QF would assume for this file."""
+    from . import jpeg
+    return min(range(1, 101), key=lambda q: int(np.abs(jpeg.ijg_tables(q, True) - tables).sum()))

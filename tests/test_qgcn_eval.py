@@ -172,3 +172,17 @@ def test_describe_nets_groups_by_provenance():
     assert qe.describe_nets(e) == ("a, b: budget cpu, n_res 8, 3000 steps, trained on cuda (H200); "
                                    "c: budget cpu, 4000 steps, trained on cpu")
     assert qe.describe_nets([]) == "none"
+
+
+def test_custom_tables_are_not_ijg_and_reach_the_file():
+    from paperlib import jpeg
+    t = qe.custom_tables()
+    assert t.shape == (2, 8, 8) and t.min() >= 1 and t.max() <= 255
+    assert jpeg.estimate_qf(t[0]) is None and jpeg.estimate_qf(t[1], "chroma") is None   # no IJG quality gives them
+    assert np.array_equal(t[:, 0, 0], jpeg.ijg_tables(qe.CUSTOM_BASE_QF, True)[:, 0, 0])  # DC as IJG's QF 20
+    ref = _images()[0]
+    blob = qe.custom_jpeg(ref, t)
+    assert all(np.array_equal(jpeg.quant_tables(blob)[k], t[k]) for k in (0, 1))       # Pillow's own report
+    q = qe.nearest_ijg_qf(t)
+    assert all(np.abs(jpeg.ijg_tables(q, True) - t).sum() <= np.abs(jpeg.ijg_tables(o, True) - t).sum()
+               for o in (q - 1, q + 1))
