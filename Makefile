@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures check-figures test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
+.PHONY: setup figures check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
         onetomany-checkpoints
 
 setup: $(STAMP)
@@ -34,6 +34,15 @@ figures: $(STAMP)
 # Pinned cells of every committed table recomputed from the committed weights, fresh (no cache).
 check-figures: $(STAMP)
 	$(BIN)/python -m paperlib check-figures
+
+# Speed and memory on this machine, written to figures/benchmarks/ with the CPU named. Hours on 2 cores
+# (bench_notebooks runs every notebook twice, cold and warm). Run it on a quiet machine.
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_large_photo.py
+	$(BIN)/python benchmarks/bench_diffjpeg.py
+	$(BIN)/python benchmarks/bench_notebooks.py --tests
 
 # CI runs on whatever CPU it gets (AVX-512 with native bf16, or AVX2 only): the training paths run a second
 # time with PyTorch's and oneDNN's own instruction-set switches, so an AVX-512 machine also checks what an AVX2

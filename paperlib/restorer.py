@@ -34,6 +34,7 @@ restored with the tables they carry (``restore_file``).
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +46,9 @@ import torch.nn as nn
 from . import jpeg
 from .patches import derive_seed
 
-__all__ = ["Restorer", "as_restorer"]
+__all__ = ["Restorer", "as_restorer", "FLOP_LOG"]
+
+FLOP_LOG = "PAPERLIB_FLOP_LOG"   # benchmarks: a file every network evaluation appends its FLOPs to
 
 
 class Restorer:
@@ -180,7 +183,23 @@ class Restorer:
             kw["z"] = z
         if context is not None:
             kw["context"] = context
+        if os.environ.get(FLOP_LOG):
+            self._log_flops(x, t, z)
         return self.model(*args, **kw)
+
+    def _log_flops(self, x, t, z) -> None:
+        """Benchmarks: append this call's FLOPs (the network's FLOPs per pixel, counted once on a 64x64 input
+        with ``torch.utils.flop_counter``, times the pixels of ``x``) to the file named by ``$PAPERLIB_FLOP_LOG``."""
+        from torch.utils.flop_counter import FlopCounterMode
+        if getattr(self, "_fpp", None) is None:
+            x64 = torch.zeros(1, *x.shape[1:2], 64, 64, dtype=x.dtype, device=x.device)
+            z64 = None if z is None else torch.zeros(1, *z.shape[1:2], 64, 64, dtype=z.dtype, device=z.device)
+            with FlopCounterMode(display=False) as counter:
+                self.model(*([x64] + ([t[:1]] if self.model.uses_tables else [])),
+                           **({"z": z64} if z64 is not None else {}))
+            self._fpp = counter.get_total_flops() / (64 * 64)
+        with open(os.environ[FLOP_LOG], "a") as f:
+            f.write(f"{self.name}\t{self._fpp * x.shape[0] * x.shape[-2] * x.shape[-1]:.6g}\n")
 
     def _tiled(self, x, t, z):
         """``_forward`` of one large image, tile by tile (see the module doc)."""

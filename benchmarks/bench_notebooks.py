@@ -1,0 +1,87 @@
+"""The main job's cost: every notebook's default run, cold and warm, beside its compute bound.
+
+    PAPERLIB_DATA=/path/to/datasets .venv/bin/python benchmarks/bench_notebooks.py [--notebooks cascnn svoboda]
+
+Cold: the notebook with its default parameters and an empty results cache (a fresh
+``$PAPERLIB_CACHE``); warm: the same again with the cache it filled (nothing changed). Outputs
+go to a temporary folder, never to ``figures/``. During the cold run every network evaluation
+appends its FLOPs to ``$PAPERLIB_FLOP_LOG`` (``restorer.FLOP_LOG``: FLOPs per pixel counted with
+``torch.utils.flop_counter``, times the pixels evaluated); the compute bound is those FLOPs over
+this machine's 3x3-convolution rate (128 channels, channels_last, fp32 or native bf16: the
+inference precision), measured in the same run. Goal (issue 15): cold wall time <= 1.5 x the
+bound, warm <= 2 min for all notebooks together. Also times the test suite once (``--tests``).
+Writes ``figures/benchmarks/notebooks.{csv,md}`` with the CPU named. Hours on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from paperlib import machine, report, speed
+from paperlib.restorer import FLOP_LOG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(nb: str, env: dict, out: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([str(ROOT / ".venv" / "bin" / "papermill"), "--cwd", str(ROOT / "notebooks"),
+                    str(ROOT / "notebooks" / f"{nb}.ipynb"), str(out / f"{nb}.out.ipynb"), "-p", "out_dir",
+                    str(out / nb), "--no-progress-bar"], env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--notebooks", nargs="*", default=sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")))
+    ap.add_argument("--tests", action="store_true", help="also time `python -m pytest` once")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    cpu = machine.describe("cpu")
+    conv = speed.conv3x3_gflops(128, 256, 256, bf16=machine.bf16_native("cpu"), min_time_s=2.0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = {**os.environ, "PAPERLIB_CACHE": str(tmp / "cache")}
+        env.pop("PAPERLIB_NO_CACHE", None)
+        for nb in a.notebooks:
+            log = tmp / f"{nb}.flops"
+            cold = run(nb, {**env, FLOP_LOG: str(log)}, tmp)
+            flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
+            warm = run(nb, env, tmp)
+            bound = flops / (conv["gflops"] * 1e9)
+            rows.append({"notebook": nb, "cold_s": cold, "warm_s": warm, "network_tflop": flops / 1e12,
+                         "conv3x3_gflops": conv["gflops"], "compute_bound_s": bound,
+                         "cold_over_bound": cold / bound if bound else float("nan"), "cpu": cpu,
+                         "threads": torch.get_num_threads()})
+            print(rows[-1], flush=True)
+        total = {"notebook": "all notebooks", "cold_s": sum(r["cold_s"] for r in rows),
+                 "warm_s": sum(r["warm_s"] for r in rows), "network_tflop": sum(r["network_tflop"] for r in rows),
+                 "conv3x3_gflops": conv["gflops"], "compute_bound_s": sum(r["compute_bound_s"] for r in rows),
+                 "cpu": cpu, "threads": torch.get_num_threads()}
+        total["cold_over_bound"] = total["cold_s"] / total["compute_bound_s"] if total["compute_bound_s"] else float("nan")
+        rows.append(total)
+        if a.tests:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=ROOT, env=env, capture_output=True)
+            rows.append({"notebook": "test suite (python -m pytest)", "cold_s": time.perf_counter() - t0, "cpu": cpu,
+                         "threads": torch.get_num_threads()})
+    out = report.figures_dir("benchmarks", a.out)
+    report.save_table(pd.DataFrame(rows), out, "notebooks",
+                      f"Default runs of the notebooks on {cpu}, torch {torch.__version__}: cold (empty results cache) "
+                      "and warm (nothing changed), and the compute bound = FLOPs of every network evaluation / this "
+                      f"machine's 3x3-conv rate ({conv['gflops']:.0f} GFLOP/s, {conv['precision']}) "
+                      "(benchmarks/bench_notebooks.py). Goals: cold <= 1.5 x bound; warm <= 120 s in all.",
+                      floatfmt=".1f")
+
+
+if __name__ == "__main__":
+    main()
