@@ -9,6 +9,7 @@ from paperlib import evaluation, jpeg, protocols
 from paperlib.models.cascnn import CASCNN
 from paperlib.models.qgcn import QGCN
 from paperlib.restorer import Restorer
+from synthetic import smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,6 @@ def qgcn():
     return QGCN(3, n_res=1, init_std=0.05).eval()   # larger init than the paper's: it changes the image measurably
 
 
-def _images(seed=0, shapes=((40, 48), (40, 48), (33, 50), (40, 48)), color=False):
-    rng = np.random.default_rng(seed)
-    out = []
-    for h, w in shapes:
-        y, x = np.mgrid[:h, :w]
-        base = 128 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0)
-        img = base[..., None] + rng.normal(0, 8, (h, w, 3)) if color else base + rng.normal(0, 8, (h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
-
-
 def _write_pngs(imgs, folder):
     paths = []
     for i, img in enumerate(imgs):
@@ -44,7 +34,7 @@ def _write_pngs(imgs, folder):
 
 
 def test_evaluate_arrays_matches_protocols_evaluate(small, tmp_path):
-    imgs = _images()
+    imgs = smooth_images()
     paths = _write_pngs(imgs, tmp_path)
     one = Restorer(small, batch=1)
     ref = protocols.evaluate(paths, [10, 50], "gray", restore=lambda im, qf: one([im])[0], progress=False)
@@ -59,7 +49,7 @@ def test_evaluate_arrays_matches_protocols_evaluate(small, tmp_path):
 
 
 def test_evaluate_arrays_matches_evaluate_network_for_qgcn(qgcn, tmp_path):
-    imgs = _images(shapes=((40, 48), (40, 48), (33, 50)), color=True)
+    imgs = smooth_images(shapes=((40, 48), (40, 48), (33, 50)), color=True)
     paths = _write_pngs(imgs, tmp_path)
     ref, kept = evaluation.evaluate_network(paths, [10, 40], qgcn, keep={"im1"}, protocol="color-qgcn")
     got = evaluation.evaluate_arrays({p.stem: im for p, im in zip(paths, imgs)}, [10, 40], qgcn, "color-qgcn",
@@ -77,7 +67,7 @@ def test_evaluate_arrays_matches_evaluate_network_for_qgcn(qgcn, tmp_path):
 
 
 def test_evaluate_network_keeps_the_requested_outputs(small, tmp_path):
-    imgs = _images(shapes=((24, 32), (16, 40)))
+    imgs = smooth_images(shapes=((24, 32), (16, 40)))
     paths = _write_pngs(imgs, tmp_path)
     df, kept = evaluation.evaluate_network(paths, [10, 30], small, keep={"im1"})
     assert len(df) == 4 and set(kept) == {("im1", 10), ("im1", 30)}

@@ -8,17 +8,11 @@ from PIL import Image
 from paperlib import protocols, published
 from paperlib import qgcn_eval as qe
 from paperlib.models.qgcn import QCN, QGCN, EDSR
+from synthetic import smooth_images
 
 
-def _images(seed=0, shapes=((40, 48), (40, 48), (33, 50)), color=True):
-    rng = np.random.default_rng(seed)
-    out = []
-    for h, w in shapes:
-        y, x = np.mgrid[:h, :w]
-        base = 128 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0)
-        img = base[..., None] + rng.normal(0, 8, (h, w, 3)) if color else base + rng.normal(0, 8, (h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
+def _images(shapes=((40, 48), (40, 48), (33, 50)), color=True, seed=0):
+    return smooth_images(shapes, color, seed)
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,7 @@ from paperlib.models.onetomany import ProposalNet
 from paperlib.models.qgcn import EDSR, QCN, QGCN
 from paperlib.models.svoboda import L4, L8
 from paperlib.restorer import Restorer
-
-
-def _images(seed=0, shapes=((40, 48), (40, 48), (33, 50), (40, 48)), color=False):
-    rng = np.random.default_rng(seed)
-    out = []
-    for h, w in shapes:
-        y, x = np.mgrid[:h, :w]
-        base = 128 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0)
-        img = base[..., None] + rng.normal(0, 8, (h, w, 3)) if color else base + rng.normal(0, 8, (h, w))
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
+from synthetic import smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def nets():
 @pytest.mark.parametrize("which", ["qgcn", "qcn", "edsr", "gray", "cascnn", "l4"])
 def test_batched_equals_one_at_a_time(nets, which):
     net = nets[which]
-    imgs = _images(color=net.channels == 3)
+    imgs = smooth_images(color=net.channels == 3)
     got = Restorer(net, batch=3)(imgs, qf=20)
     one = Restorer(net, batch=1)
     for img, g in zip(imgs, got):
@@ -67,7 +57,7 @@ def test_output_is_the_network_clamped_and_rounded(nets):
 
 
 def test_tables_of_the_qf_reach_the_network(nets):
-    img = _images(color=True)[:1]
+    img = smooth_images(color=True)[:1]
     r = Restorer(nets["qgcn"])
     a, b = r(img, qf=10)[0], r(img, qf=50)[0]
     assert not np.array_equal(a, b)
@@ -80,7 +70,7 @@ def test_tables_of_the_qf_reach_the_network(nets):
 
 def test_zero_correction_is_the_identity():
     net = QGCN(3, 1)
-    dec = jpeg.roundtrip(_images(color=True)[0][:37, :45], 20)[0]
+    dec = jpeg.roundtrip(smooth_images(color=True)[0][:37, :45], 20)[0]
     with torch.no_grad():
         for p in net.tail.parameters():
             p.zero_()
@@ -88,7 +78,7 @@ def test_zero_correction_is_the_identity():
 
 
 def test_wrong_inputs_are_refused(nets):
-    dec = _images(color=True)[0]
+    dec = smooth_images(color=True)[0]
     with pytest.raises(ValueError, match="colour"):
         Restorer(nets["qgcn"])([dec[..., 0]], qf=20)                        # gray image into a colour net
     with pytest.raises(ValueError, match="tables"):
@@ -104,7 +94,7 @@ def test_wrong_inputs_are_refused(nets):
 
 
 def test_restore_file_uses_the_files_own_tables(nets, tmp_path):
-    img = _images(color=True)[0]
+    img = smooth_images(color=True)[0]
     path = tmp_path / "x.jpg"
     # custom tables (not IJG): what the file carries, not a QF, must reach QGCN
     luma = np.clip(jpeg.ijg_table(30) + np.arange(64).reshape(8, 8) % 3, 1, 255)
@@ -137,7 +127,7 @@ class Noisy(nn.Module):
 
 
 def test_samples_are_seeded_batch_independent_and_differ():
-    imgs = _images(shapes=((24, 32), (24, 32), (16, 40)))
+    imgs = smooth_images(shapes=((24, 32), (24, 32), (16, 40)))
     r = Restorer(Noisy(), batch=2)
     a = r(imgs, seed=3, samples=4)
     assert [s.shape for s in a] == [(4, 24, 32), (4, 24, 32), (4, 16, 40)] and a[0].dtype == np.uint8
@@ -188,7 +178,7 @@ def test_halo_covers_the_receptive_field(which):
 def test_tiled_equals_untiled(which):
     net = _tiling_nets()[which]
     color = net.channels == 3
-    img = _images(shapes=((203, 267),), color=color)[0]   # odd sizes, several tiles with partial ones
+    img = smooth_images(shapes=((203, 267),), color=color)[0]   # odd sizes, several tiles with partial ones
     whole = Restorer(net)([img], qf=20, seed=5)[0]
     tiled = Restorer(net, tile=64, max_pixels=64 * 64)([img], qf=20, seed=5)[0]
     d = np.abs(whole.astype(int) - tiled.astype(int))
