@@ -140,6 +140,8 @@ def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=Non
         "torch_version": run.get("torch_version"), "threads": run.get("threads"), "device": run.get("device", "cpu"),
         "precision": run.get("precision"), "cpu": run.get("cpu"), "git_clean": run.get("git_clean"),
         "throughput_last_chunk": run.get("throughput_last_chunk"), "chunks": run.get("chunks"),
+        "log_sha256": sha256(dest / f"{name}.log.csv"),
+        "filters_sha256": sha256(dest / f"{name}.filters.npz") if (dest / f"{name}.filters.npz").exists() else None,
     }
     write_json_atomic(meta, dest / f"{name}.json")
     return dest / f"{name}.json"

@@ -43,10 +43,18 @@ def load(name: str, device: str = "cpu"):
     return models.load(path, device=device, arch=meta["arch"])
 
 
+def _verified(name: str, path, key: str):
+    """``path`` after checking it against the sha256 its manifest lists under ``key`` (when it lists one)."""
+    want = info(name).get(key)
+    if want and ckpt.sha256(path) != want:
+        raise ValueError(f"{path}: sha256 does not match {name}.json; refusing to use it")
+    return path
+
+
 def log(name: str):
-    """The training log of ``name`` as a pandas DataFrame."""
+    """The training log of ``name`` as a pandas DataFrame (sha256 checked against its manifest)."""
     import pandas as pd
-    return pd.read_csv(CHECKPOINT_DIR / f"{name}.log.csv")
+    return pd.read_csv(_verified(name, CHECKPOINT_DIR / f"{name}.log.csv", "log_sha256"))
 
 
 def filters(name: str) -> dict:
@@ -59,7 +67,7 @@ def filters(name: str) -> dict:
     if not path.is_file():
         info(name)  # an unknown name raises with the list of known ones
         return {}
-    with np.load(path) as kept:
+    with np.load(_verified(name, path, "filters_sha256")) as kept:
         return dict(sorted((int(k.split("_", 1)[1]), kept[k]) for k in kept.files))
 
 

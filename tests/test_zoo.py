@@ -102,3 +102,22 @@ def test_zoo_provenance_reads_the_weights_meta(tmp_path, monkeypatch):
     assert zoo.network_provenance("cascnn-q20-ms")["steps"] == 3        # and so does the weights file itself
     assert zoo.network_provenance("cascnn-q20")["steps"] == 4
     assert zoo.network_provenance("cascnn-q20")["train_data"] == "synthetic (3 images)"
+
+
+def test_logs_behind_figures_are_checked(zoo_dir):
+    meta = zoo.info("cascnn-q20")
+    assert meta["log_sha256"] == checkpoint.sha256(zoo_dir / "cascnn-q20.log.csv") and meta["filters_sha256"] is None
+    with open(zoo_dir / "cascnn-q20.log.csv", "a") as f:
+        f.write("99,0.1\n")                                   # a log edited after publishing
+    with pytest.raises(ValueError, match="sha256"):
+        zoo.log("cascnn-q20")
+
+
+def test_every_committed_manifest_lists_its_files_sha256():
+    for name in zoo.names():
+        meta = zoo.info(name)
+        assert meta["log_sha256"] == checkpoint.sha256(zoo.CHECKPOINT_DIR / f"{name}.log.csv"), name
+        flt = zoo.CHECKPOINT_DIR / f"{name}.filters.npz"
+        assert meta["filters_sha256"] == (checkpoint.sha256(flt) if flt.exists() else None), name
+        if meta.get("file"):
+            assert meta["sha256"] == checkpoint.sha256(zoo.CHECKPOINT_DIR / meta["file"]), name
