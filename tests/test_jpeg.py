@@ -33,11 +33,33 @@ def test_ijg_table_known_values_and_baseline_clamp():
     assert jpeg.ijg_table(10).max() == 255
 
 
-def test_libjpeg9_writes_the_same_baseline_tables():
+def test_libjpeg9_computes_the_ijg_tables_itself(tmp_path):
+    """libjpeg 9e choosing its own tables for a quality (jpeglib ``qt=QF``: jpeg_set_quality without the baseline
+    clamp) gives ``ijg_table(..., baseline=False)`` for luma: an independent check of the formula on the 9e side.
+    Its chroma base table differs from Annex K's (which libjpeg 6b/turbo and the papers' files use) in one entry:
+    the DC is 16, not 17; that is why the colour protocol writes the IJG tables explicitly."""
+    import jpeglib
     for qf in (5, 10, 50, 90):
-        t = jpeg.quant_tables(jpeg.encode(_noise((16, 16, 3)), qf, codec="libjpeg9"))
-        assert np.array_equal(t[0], jpeg.ijg_table(qf, "luma"))
-        assert np.array_equal(t[1], jpeg.ijg_table(qf, "chroma"))
+        with jpeglib.version("9e"):
+            jpeglib.from_spatial(_noise((16, 16, 3))).write_spatial(str(tmp_path / "x.jpg"), qt=qf)
+        t = jpeg.quant_tables(str(tmp_path / "x.jpg"))
+        assert np.array_equal(t[0], jpeg.ijg_table(qf, "luma", baseline=False))
+        want = jpeg.ijg_table(qf, "chroma", baseline=False)
+        differ = t[1] != want
+        assert differ.sum() <= 1 and not differ[1:].any() and not differ[0, 1:].any()   # the DC at most
+        assert t[1][0, 0] == max(1, (16 * jpeg.quality_scaling(qf) + 50) // 100)
+
+
+def test_libjpeg9_encode_equals_pillows_own_file(tmp_path):
+    """Our libjpeg 9e encoder (explicit baseline IJG tables) writes the tables AND the coefficients that Pillow
+    writes when it picks the tables for the quality itself (read back exactly with jpeglib)."""
+    import jpeglib
+    img = _noise((32, 48))
+    for qf in (5, 10, 50, 90):
+        (tmp_path / "ours.jpg").write_bytes(jpeg.encode(img, qf, codec="libjpeg9"))
+        Image.fromarray(img).save(tmp_path / "pil.jpg", quality=qf)
+        a, b = jpeglib.read_dct(str(tmp_path / "ours.jpg")), jpeglib.read_dct(str(tmp_path / "pil.jpg"))
+        assert np.array_equal(a.qt, b.qt) and np.array_equal(a.Y, b.Y), qf
 
 
 @pytest.mark.parametrize("codec", jpeg.CODECS)

@@ -149,9 +149,7 @@ def test_evaluate_plan_and_ours_row(nets, tmp_path):
 
 
 def test_net_provenance_of_committed_and_log_only_entries():
-    from paperlib import zoo
-    if "qgcn-color-r16" not in zoo.names():
-        pytest.skip("no committed QGCN entries")
+
     log_only = qe.net_provenance("qgcn-color-r16")
     assert log_only["weights"] == "log only" and log_only["n_res"] == 16 and log_only["steps"] == 3000
     full = qe.net_provenance("qgcn-color")
