@@ -149,7 +149,6 @@ def test_evaluate_plan_and_ours_row(nets, tmp_path):
 
 
 def test_net_provenance_of_committed_and_log_only_entries():
-
     log_only = qe.net_provenance("qgcn-color-r16")
     assert log_only["weights"] == "log only" and log_only["n_res"] == 16 and log_only["steps"] == 3000
     full = qe.net_provenance("qgcn-color")
