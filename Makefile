@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
 .PHONY: setup figures check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
-        onetomany-checkpoints
+        onetomany-checkpoints posterior-checkpoints
 
 setup: $(STAMP)
 
@@ -129,4 +129,33 @@ onetomany-checkpoints: $(STAMP)
 	  name=$${run%%:*}; args=$$(echo "$${run#*:}" | tr ',' ' '); \
 	  $(BIN)/python -m paperlib.models.onetomany --budget cpu --device $(DEVICE) --out runs/$$name \
 	    --publish $$name $$args; \
+	done
+
+# How the committed posterior-sampling networks (Man et al. 2023) are trained (`cpu` budget: 700 steps of 8 crops of
+# 64x64 with every loss term, Ours-MSE 10,000 steps; paperlib/models/posterior.py). Measured on this shared 2-core CPU
+# with one thread: 2.0-2.7 s per posterior step at load ~3 (4-6 s at load 5-6), 0.16-0.33 s per Ours-MSE step, so
+# about an hour per network; two threads were slower there (OpenMP barriers), hence POSTERIOR_THREADS ?= 1
+# (OMP_NUM_THREADS; raise it on a dedicated machine). Add DEVICE=cuda for a GPU. Resumable. Ours-MSE first: the second-moment rows use it as X̄ (--mmse).
+# NAME:ARGS (commas = spaces): Table 1's rows (posterior_eval.TABLE1), then Fig. 2's lambda_C sweep at QF 5
+# (GAN + C + FM, posterior_eval.SWEEP).
+POSTERIOR_THREADS ?= 1
+POSTERIOR_RUNS = \
+  posterior-color-mse:--kind,mse \
+  posterior-color-perceptual-baseline:--kind,posterior,--consistency,0,--second-moment,0 \
+  posterior-color-baseline:--kind,posterior,--first-moment,0,--perceptual,0,--second-moment,0 \
+  posterior-color-fm:--kind,posterior,--perceptual,0,--second-moment,0 \
+  posterior-color-vgg:--kind,posterior,--second-moment,0 \
+  posterior-color-sm10:--kind,posterior,--second-moment,10,--mmse,posterior-color-mse \
+  posterior-color:--kind,posterior,--mmse,posterior-color-mse \
+  posterior-color-q5-c0:--kind,posterior,--qf,5,--consistency,0,--perceptual,0,--second-moment,0 \
+  posterior-color-q5-c0.1:--kind,posterior,--qf,5,--consistency,0.1,--perceptual,0,--second-moment,0 \
+  posterior-color-q5-c1:--kind,posterior,--qf,5,--consistency,1,--perceptual,0,--second-moment,0 \
+  posterior-color-q5-c5:--kind,posterior,--qf,5,--consistency,5,--perceptual,0,--second-moment,0 \
+  posterior-color-q5-c10:--kind,posterior,--qf,5,--consistency,10,--perceptual,0,--second-moment,0
+
+posterior-checkpoints: $(STAMP)
+	set -e; for run in $(POSTERIOR_RUNS); do \
+	  name=$${run%%:*}; args=$$(echo "$${run#*:}" | tr ',' ' '); \
+	  OMP_NUM_THREADS=$(POSTERIOR_THREADS) $(BIN)/python -m paperlib.models.posterior --budget cpu --device $(DEVICE) \
+	    --out runs/$$name --publish $$name $$args; \
 	done

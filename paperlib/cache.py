@@ -27,7 +27,6 @@ import inspect
 import io
 import json
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,14 +68,19 @@ def model_digest(model) -> str:
 
 
 @lru_cache(maxsize=None)
-def code_digest(*modules: str) -> str:
-    """sha256 of the source of ``modules`` (names, e.g. ``"paperlib.jpeg"``), read once per process."""
+def code_digest(*parts: str) -> str:
+    """sha256 of the source of ``parts``, read once per process: modules (``"paperlib.jpeg"``) or single
+    functions/classes (``"paperlib.evaluation:_restored_rows"``), so that adding an unrelated function to a
+    module does not throw its cached rows away."""
     h = hashlib.sha256()
-    for name in modules:
-        importlib.import_module(name)
-        h.update(name.encode())
+    for part in parts:
+        name, _, attr = part.partition(":")
+        obj = importlib.import_module(name)
+        for a in attr.split(".") if attr else ():
+            obj = getattr(obj, a)
+        h.update(part.encode())
         try:
-            h.update(inspect.getsource(sys.modules[name]).encode())
+            h.update(inspect.getsource(obj).encode())
         except (OSError, TypeError):   # no source (e.g. a class defined interactively): never shared across runs
             h.update(os.urandom(16))
     return h.hexdigest()

@@ -57,7 +57,8 @@ def cmd_baseline(args) -> int:
 
 
 def _metrics(r, prefix: str) -> dict:
-    return {k: _json_float(float(getattr(r, f"{prefix}_{k}"))) for k in ("psnr", "ssim", "psnrb")}
+    keys = ("psnr", "ssim", "psnrb") + tuple(k for k in ("consistency", "per_pixel_std") if hasattr(r, f"{prefix}_{k}"))
+    return {k: _json_float(float(getattr(r, f"{prefix}_{k}"))) for k in keys}
 
 
 def cmd_evaluate(args) -> int:
@@ -68,8 +69,12 @@ def cmd_evaluate(args) -> int:
     if proto.color != restorer.color:
         raise ValueError(f"{args.model} restores {'colour' if restorer.color else 'gray'} images; use a "
                          f"{'colour (e.g. color-qgcn)' if restorer.color else 'gray'} protocol, not {proto.name!r}")
+    if args.samples is not None and not restorer.stochastic:
+        raise ValueError(f"{args.model} is deterministic: --samples is for stochastic models")
+    samples = (args.samples or 8) if restorer.stochastic else None   # stochastic: + consistency, per-pixel STD
     files = image_files(args.images)
-    per_image, _ = evaluate_network(files, args.qf, restorer, protocol=proto, progress=not args.json, seed=args.seed)
+    per_image, _ = evaluate_network(files, args.qf, restorer, protocol=proto, progress=not args.json, seed=args.seed,
+                                    samples=samples)
     rows = [{"qf": int(r.qf), "n_images": int(r.n_images), "jpeg": _metrics(r, "jpeg"),
              "restored": _metrics(r, "restored")} for r in protocols.summarize(per_image).itertuples()]
     if args.json:
@@ -77,12 +82,16 @@ def cmd_evaluate(args) -> int:
         return 0
     meta = zoo.info(args.model)
     print(f"{args.model}: trained at QF {meta['qf']}, budget {meta['budget']!r}, {meta['steps']} steps; "
-          f"protocol {proto.name!r}")
-    print(f"{'QF':>4} {'images':>6}  {'JPEG PSNR/SSIM/PSNR-B':>24}  {'restored PSNR/SSIM/PSNR-B':>26}")
+          f"protocol {proto.name!r}" + (f"; one draw of Z scored (seed {args.seed}), {samples} draws for the "
+                                       "per-pixel STD; consistency = RMSE of JPEG(restored) vs JPEG(original), gray "
+                                       "levels" if samples else ""))
+    print(f"{'QF':>4} {'images':>6}  {'JPEG PSNR/SSIM/PSNR-B':>24}  {'restored PSNR/SSIM/PSNR-B':>26}"
+          + (f"  {'consistency':>11} {'per-pixel STD':>13}" if samples else ""))
     for r in rows:
         j, o = r["jpeg"], r["restored"]
         print(f"{r['qf']:>4} {r['n_images']:>6}  {j['psnr']:8.2f} {j['ssim']:7.4f} {j['psnrb']:7.2f}  "
-              f"{o['psnr']:10.2f} {o['ssim']:7.4f} {o['psnrb']:7.2f}")
+              f"{o['psnr']:10.2f} {o['ssim']:7.4f} {o['psnrb']:7.2f}"
+              + (f"  {o['consistency']:11.4f} {o['per_pixel_std']:13.4f}" if samples else ""))
     return 0
 
 
@@ -154,6 +163,8 @@ def cmd_restore(args) -> int:
     for s_, d_ in bar:
         try:
             out, info = restorer.restore_file(s_, seed=args.seed, samples=args.samples)
+            if args.project:
+                out = _project(out, s_)
         except (UnsupportedJPEG, OSError) as err:
             if not folder:
                 raise
@@ -163,6 +174,8 @@ def cmd_restore(args) -> int:
             _save(img, o, info)   # atomic: an interrupted run leaves no partial file
         qf = info["qf_luma"]
         written = d_ if args.samples is None else f"{outs[d_][0].name} ... {outs[d_][-1].name}"
+        if args.project:
+            written = f"{written} (projected onto the input's quantization cell)"
         msg = (f"{s_.name}: {'colour' if info['color'] else 'gray'} {info['size'][1]}x{info['size'][0]}, "
                f"tables {'= IJG QF ' + str(qf) if qf else 'not IJG (custom)'} -> {written}")
         kept = [k for k, v in (("EXIF", info.get("exif")), ("ICC profile", info.get("icc_profile"))) if v]
@@ -175,6 +188,17 @@ def cmd_restore(args) -> int:
     if folder:
         print(f"restored {len(jobs) - len(failed)} of {len(jobs)} JPEG files into {dst}")
     return 1 if failed else 0
+
+
+def _project(out, src: Path):
+    """Ours-P: the output(s) moved onto the quantization cell of the JPEG file ``src`` (``posterior.project``)."""
+    from .diffjpeg import read_coefficients
+    from .jpeg import UnsupportedJPEG
+    from .models.posterior import project
+    try:
+        return project(out, read_coefficients(src))
+    except ValueError as err:
+        raise UnsupportedJPEG(f"{src.name}: cannot project onto its quantization cell ({err})") from None
 
 
 def cmd_models(args) -> int:
@@ -271,9 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_arguments(p)
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("evaluate", help="JPEG vs restored PSNR / SSIM / PSNR-B of a committed model")
+    p = sub.add_parser("evaluate", help="JPEG vs restored PSNR / SSIM / PSNR-B of a committed model (stochastic "
+                                        "models: also JPEG consistency and per-pixel STD)")
     p.add_argument("--model", required=True, help="a name from `python -m paperlib models`")
     p.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic model (one sample per image)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="draws of Z per image for the per-pixel STD of a stochastic model (default 8)")
     _add_eval_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -284,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic model")
     p.add_argument("--samples", type=int, default=None,
                    help="K samples of a stochastic model: OUT-0.png ... OUT-{K-1}.png")
+    p.add_argument("--project", action="store_true",
+                   help="Ours-P (Man et al. Eq. 11): move each output onto the input file's quantization cell, so "
+                        "that it re-compresses to the input (margin 0.25, alternated with the 8-bit range)")
     p.add_argument("--force", action="store_true", help="replace existing outputs (never the input)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_restore)

@@ -9,7 +9,9 @@ JPEG image and the restored one against the reference.
   the restored images a figure needs;
 * ``evaluate_arrays``: in-memory references (crops, training images), restored in
   batches of same-sized images;
-* ``center_crops``, ``ipsnr_by_qf``: the small pieces the figures share.
+* ``center_crops``, ``ipsnr_by_qf``: the small pieces the figures share;
+* ``paired_bootstrap``: whether a difference between two methods on the same images
+  exceeds the image-to-image noise.
 
 Rows come from the results cache (``paperlib.cache``) when the image, the protocol, the
 QF, the network's weights and the code that computes them are unchanged.
@@ -25,25 +27,35 @@ import pandas as pd
 from . import jpeg, protocols
 from .restorer import as_restorer
 
-__all__ = ["evaluate_network", "evaluate_arrays", "center_crops", "ipsnr_by_qf"]
+__all__ = ["evaluate_network", "evaluate_arrays", "center_crops", "ipsnr_by_qf", "paired_bootstrap"]
 
 
 def _protocol(protocol):
     return protocols.get(protocol) if isinstance(protocol, str) else protocol
 
 
-RESTORE_CODE = ("paperlib.restorer", "paperlib.evaluation")   # besides protocols.CODE and the network's module
+# What a restored row runs, besides protocols.CODE and the network's module
+RESTORE_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "paperlib.evaluation:_restored_rows")
 
 
-def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set, names: list):
+SAMPLING_CODE = ("paperlib.diffjpeg.consistency", "paperlib.metrics.sampling")   # the stochastic report's columns
+
+
+def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set, names: list, samples=None):
     """Rows (JPEG and restored scores) of ``refs`` at ``qf``, from the results cache where it has them, the
-    rest restored together (same-sized images batched). Returns ``(rows, kept images by name)``."""
+    rest restored together (same-sized images batched). Returns ``(rows, kept images by name)``.
+
+    ``samples=K`` (stochastic models): K draws of Z per image; the scores and the kept image are sample 0's
+    (the single sample of the same seed), plus ``restored_per_pixel_std`` over the K draws and
+    ``restored_consistency`` (Man et al.'s RMSE, gray levels, of sample 0; ``diffjpeg.consistency``)."""
     from . import cache
     extra = {}
     if restorer is not None:
         model = restorer.model
         extra = {"model": cache.model_digest(model), "seed": seed if restorer.stochastic else None,
                  "restore_code": cache.code_digest(*RESTORE_CODE, type(model).__module__)}
+        if samples is not None:
+            extra.update(samples=int(samples), sampling_code=cache.code_digest(*SAMPLING_CODE))
     keys = [protocols.cache_key(protocol, ref, qf, **extra) for ref in refs]
     rows, kept, missing = [None] * len(refs), {}, []
     for i, k in enumerate(keys):
@@ -56,12 +68,19 @@ def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set
             kept[names[i]] = hit[1]
     if missing:
         coded = {i: protocols.jpeg_row(protocol, refs[i], qf) for i in missing}
-        restored = restorer([coded[i][1] for i in missing], qf=qf, seed=seed) if restorer is not None else None
+        restored = (restorer([coded[i][1] for i in missing], qf=qf, seed=seed, samples=samples)
+                    if restorer is not None else None)
         for j, i in enumerate(missing):
             row = dict(coded[i][0])
             image = None
             if restored is not None:
                 out = restored[j]
+                if samples is not None:
+                    from . import diffjpeg, metrics
+                    stack, out = out, out[0]
+                    row["restored_per_pixel_std"] = metrics.per_pixel_std(stack)
+                    row["restored_consistency"] = diffjpeg.consistency(
+                        out, refs[i], qf, subsampling=protocol.subsampling, codec=protocol.codec)
                 if out.shape != refs[i].shape:
                     raise ValueError(f"{names[i]}: restored shape {out.shape} != {refs[i].shape}")
                 row.update({f"restored_{k}": float(v) for k, v in protocol.score(refs[i], out).items()})
@@ -73,11 +92,12 @@ def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set
 
 
 def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray", progress: bool = False,
-                     seed: int = 0):
+                     seed: int = 0, samples: int | None = None):
     """Per-image JPEG and restored scores of image files (``protocols.evaluate``'s columns), and the kept outputs.
 
-    ``model``: a network or a ``Restorer`` (stochastic ones draw one sample with ``seed``); rows come
-    from the results cache (``paperlib.cache``) when nothing they depend on changed.
+    ``model``: a network or a ``Restorer`` (stochastic ones draw one sample with ``seed``; with ``samples=K``,
+    K draws per image and two more columns, see ``_restored_rows``); rows come from the results cache
+    (``paperlib.cache``) when nothing they depend on changed.
     Returns ``(per_image, kept)`` where ``kept[(image, qf)]`` is the restored uint8 image of each
     image named in ``keep``.
     """
@@ -85,6 +105,9 @@ def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray
 
     protocol = _protocol(protocol)
     restorer = as_restorer(model, batch=1)
+    if samples is not None and (int(samples) < 2 or not restorer.stochastic):
+        raise ValueError(f"samples (draws of Z for the per-pixel STD) need a stochastic model and K >= 2, got "
+                         f"{samples} for {'a stochastic' if restorer.stochastic else 'a deterministic'} model")
     qfs = [jpeg.check_qf(q) for q in qfs]
     paths = [Path(p) for p in paths]
     if not paths:
@@ -94,7 +117,7 @@ def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray
     for path in tqdm(paths, desc=f"{restorer.name} {protocol.name} QF {qfs}", disable=not progress, leave=False):
         ref = protocol.reference(path)
         for qf in qfs:
-            r, k = _restored_rows(restorer, protocol, [ref], qf, seed, keep, [path.stem])
+            r, k = _restored_rows(restorer, protocol, [ref], qf, seed, keep, [path.stem], samples)
             rows += r
             kept.update({(n, qf): im for n, im in k.items()})
     return pd.DataFrame(rows), kept
@@ -138,3 +161,32 @@ def ipsnr_by_qf(per_image: pd.DataFrame) -> pd.DataFrame:
                          issim=per_image.restored_ssim - per_image.jpeg_ssim)
     g = d.groupby("qf")
     return g[["ipsnr", "ipsnrb", "issim"]].mean().assign(n_images=g.size()).reset_index()
+
+
+def paired_bootstrap(a, b, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-image difference ``a - b`` of two methods scored on the same images, with a 95% interval.
+
+    ``a[i]`` and ``b[i]`` are the scores of image ``i``. The interval is the percentile bootstrap
+    over images: ``n`` resamples of the images with replacement (``numpy.random.default_rng(seed)``,
+    so a given input always gives the same interval), the 2.5th and 97.5th percentiles of the
+    resampled mean differences. It measures how much the mean difference depends on which images
+    happened to be in the set; an interval that excludes 0 means the ranking is beyond that noise.
+    Returns ``(mean difference, low, high)``; with a single image there is no spread to resample
+    and ``low``, ``high`` are NaN.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"paired_bootstrap needs two 1-D arrays of the same length, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("paired_bootstrap needs at least one image")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired_bootstrap: scores must be finite (a NaN or Inf would hide in the mean)")
+    if int(n) < 1:
+        raise ValueError(f"paired_bootstrap: n must be a positive number of resamples, got {n}")
+    d = a - b
+    mean = float(d.mean())
+    if d.size == 1:
+        return mean, float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(int(n), d.size))
+    low, high = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return mean, float(low), float(high)

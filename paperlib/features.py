@@ -43,7 +43,7 @@ from torch import nn
 
 from . import weights as _weights
 
-__all__ = ["ARCHS", "STAND_IN", "IMAGENET_MEAN", "IMAGENET_STD", "layer_names", "vgg", "VGGFeatures"]
+__all__ = ["ARCHS", "STAND_IN", "IMAGENET_MEAN", "IMAGENET_STD", "layer_names", "vgg", "VGGFeatures", "load_features"]
 
 STAND_IN = "vgg19-random"
 ARCHS = ("vgg16", "vgg19", STAND_IN)
@@ -172,3 +172,19 @@ def vgg(name: str, layers, weights_path=None, allow_stand_in: bool = False, seed
     features.load_state_dict(conv, strict=True, assign=True)
     label = f"{name} (torchvision {_weights.manifest(name)['file']}, sha256 verified)"
     return VGGFeatures(features, names, layers, label, weights_path=path)
+
+
+def load_features(layer: str = "relu5_4", device="cpu") -> VGGFeatures:
+    """VGG-19 features at ``layer`` for a training loss (One-to-Many's L_percept, Man et al.'s P): the real
+    weights when ``paperlib.weights`` finds them locally (it does not download 550 MB behind a training run's
+    back: ``python -m paperlib weights fetch vgg19`` does), else the labelled stand-in ``vgg19-random``, said
+    on stderr; the extractor's ``weights_label`` says which."""
+    import sys
+    try:
+        path = _weights.resolve("vgg19", download=False)
+    except _weights.WeightsNotFound:
+        print(f"VGG-19 weights not found ({_weights.manifest('vgg19')['file']}; see `python -m paperlib weights "
+              f"list`): the perceptual loss uses the stand-in {STAND_IN} (random weights, NOT pretrained)",
+              file=sys.stderr)
+        return vgg(STAND_IN, [layer], allow_stand_in=True).to(device)
+    return vgg("vgg19", [layer], weights_path=path).to(device)

@@ -10,7 +10,7 @@ from . import diffjpeg
 from .diffjpeg.cell import analyze
 from .diffjpeg.codec import JPEGCoefficients, check_image
 
-__all__ = ["consistency_loss", "jpeg_loss"]
+__all__ = ["consistency_loss", "jpeg_loss", "first_moment_loss", "second_moment_loss"]
 
 
 def consistency_loss(restored: torch.Tensor, jpeg_input: torch.Tensor, qf=None, *, tables=None,
@@ -76,3 +76,37 @@ def jpeg_loss(restored: torch.Tensor, target, tables=None, *, offsets=None, code
         excess = (xd - y.to(xd) * q) ** 2 - (q / 2) ** 2
         total = total + torch.clamp(excess, min=0).flatten(1).sum(1)
     return (total * keep / (c * h * w)).mean().to(restored.dtype)
+
+
+def _samples(samples: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    if samples.ndim != 5 or samples.shape[1] < 2 or samples.shape[:1] + samples.shape[2:] != clean.shape:
+        raise ValueError(f"samples must be N x K x C x H x W with K >= 2 draws of Z for the N x C x H x W images "
+                         f"{tuple(clean.shape)}, got {tuple(samples.shape)}")
+    return samples
+
+
+def first_moment_loss(samples: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Man et al. Eq. 5 (Ohayon et al. 2021): FM = E ||X - E_Z[G(Z, Y) | Y]||^2, E_Z estimated by K draws.
+
+    ``samples``: N x K x C x H x W, K draws of Z for each of the N inputs; ``clean``: the N originals X.
+    Returned as the mean over pixels and images of (X - mean over the K samples)^2, i.e. the squared norm
+    divided by C*H*W, as ``consistency_loss``; any value scale (the recipe uses [0, 1]).
+    """
+    samples = _samples(samples, clean)
+    return ((samples.mean(1) - clean.to(samples)) ** 2).mean()
+
+
+def second_moment_loss(samples: torch.Tensor, clean: torch.Tensor, mmse: torch.Tensor) -> torch.Tensor:
+    """Man et al. Eq. 7: SM = E ||(X - X̄(Y))^2 - Var_Z[G(Z, Y) | Y]||, Var_Z estimated by K draws.
+
+    ``samples``: N x K x C x H x W draws of Z per input; ``clean``: the originals X; ``mmse``: X̄(Y), the
+    output of a pre-trained MMSE estimator (Ours-MSE) for the same inputs, N x C x H x W. Var_Z is the
+    unbiased sample variance over the K draws (divide by K - 1: its expectation is Var_Z for any K).
+    The paper's norm carries no subscript or square (Eqs. 4-6 write ||.||_2^2); it is taken here as the
+    mean absolute difference per pixel (l1, the norm's value divided by C*H*W), any value scale.
+    """
+    samples = _samples(samples, clean)
+    if mmse.shape != clean.shape:
+        raise ValueError(f"mmse {tuple(mmse.shape)} and clean {tuple(clean.shape)} differ in shape")
+    target = (clean.to(samples) - mmse.to(samples)) ** 2
+    return (target - samples.var(1, unbiased=True)).abs().mean()

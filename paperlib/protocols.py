@@ -88,7 +88,8 @@ def jpeg_row(protocol: Protocol, ref: np.ndarray, qf: int):
     return row, dec
 
 
-CODE = ("paperlib.protocols", "paperlib.jpeg", "paperlib.images", "paperlib.metrics.fidelity")  # what a JPEG row runs
+CODE = ("paperlib.protocols:Protocol", "paperlib.protocols:jpeg_row", "paperlib.jpeg", "paperlib.images",
+        "paperlib.metrics.fidelity")   # what a JPEG row runs
 
 
 def cache_key(protocol: Protocol, ref: np.ndarray, qf: int, **more) -> str:

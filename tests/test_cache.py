@@ -70,8 +70,8 @@ def test_a_code_change_misses(fresh_cache, tmp_path, monkeypatch):
     evaluation.evaluate_network(paths, [20], net)
     real = cache.code_digest
 
-    def edited(*modules):   # as if paperlib/restorer.py had been edited
-        return real(*modules) + ("-edited" if "paperlib.restorer" in modules else "")
+    def edited(*parts):   # as if the Restorer's code had been edited
+        return real(*parts) + ("-edited" if any(p.startswith("paperlib.restorer") for p in parts) else "")
 
     monkeypatch.setattr(cache, "code_digest", edited)
     evaluation.evaluate_network(paths, [20], net)

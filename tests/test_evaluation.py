@@ -95,3 +95,38 @@ def test_ipsnr_by_qf():
     assert g.loc[10, "ipsnr"] == pytest.approx(0.75) and g.loc[20, "ipsnr"] == pytest.approx(0.25)
     assert g.loc[10, "ipsnrb"] == pytest.approx(1.0) and g.loc[10, "n_images"] == 2
     assert g.loc[20, "issim"] == pytest.approx(0.01)
+
+
+def test_paired_bootstrap_constant_difference_has_zero_width():
+    b = np.linspace(20.0, 35.0, 29)
+    assert evaluation.paired_bootstrap(b + 0.25, b) == (0.25, 0.25, 0.25)   # 0.25 is exact in binary
+    mean, lo, hi = evaluation.paired_bootstrap(b - 0.1, b)
+    assert lo == hi and mean == pytest.approx(-0.1, abs=1e-12) and lo == pytest.approx(-0.1, abs=1e-12)
+
+
+def test_paired_bootstrap_symmetric_noise_matches_the_normal_interval():
+    # differences +-s in equal numbers: mean 0, standard deviation s, so for many images the 95% interval of the
+    # mean is 0 +- 1.96 s / sqrt(k) (central limit theorem); 10% slack covers the bootstrap's Monte Carlo error
+    k, s = 400, 0.5
+    d = np.tile([s, -s], k // 2)
+    b = np.random.default_rng(1).uniform(25, 35, k)
+    mean, lo, hi = evaluation.paired_bootstrap(b + d, b)
+    assert mean == pytest.approx(0.0, abs=1e-12) and lo < 0 < hi
+    half = 1.96 * s / np.sqrt(k)
+    assert -lo == pytest.approx(half, rel=0.1) and hi == pytest.approx(half, rel=0.1)
+    # the same noise around a shift of 3 half-widths: an interval that excludes 0, centred on the shift
+    mean, lo, hi = evaluation.paired_bootstrap(b + d + 3 * half, b)
+    assert mean == pytest.approx(3 * half) and 0 < lo < mean < hi
+    assert (lo + hi) / 2 == pytest.approx(3 * half, abs=0.1 * half)
+
+
+def test_paired_bootstrap_is_reproducible_and_refuses_bad_input():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(30, 2, 20), rng.normal(30, 2, 20)
+    assert evaluation.paired_bootstrap(a, b) == evaluation.paired_bootstrap(a, b)
+    assert evaluation.paired_bootstrap(a, b, seed=1) != evaluation.paired_bootstrap(a, b, seed=0)
+    mean, lo, hi = evaluation.paired_bootstrap([31.0], [30.5])
+    assert mean == 0.5 and np.isnan(lo) and np.isnan(hi)           # one image: no spread to resample
+    for bad in (([1.0, 2.0], [1.0]), ([], []), ([1.0, np.nan], [1.0, 2.0]), ([[1.0]], [[1.0]])):
+        with pytest.raises(ValueError):
+            evaluation.paired_bootstrap(*bad)

@@ -13,7 +13,7 @@ __all__ = ["load", "CASCNN", "load_cascnn", "train_cascnn", "BUDGETS"]
 # family named in a weights file's meta ("arch") -> (module, loader)
 _LOADERS = {"CASCNN": ("cascnn", "load_cascnn"), "L4": ("svoboda", "load_svoboda"),
             "L8": ("svoboda", "load_svoboda"), "QGCN": ("qgcn", "load_qgcn"),
-            "OneToMany": ("onetomany", "load_onetomany")}
+            "OneToMany": ("onetomany", "load_onetomany"), "Posterior": ("posterior", "load_posterior")}
 
 
 def load(path, device="cpu", arch: str | None = None):

@@ -48,6 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..features import load_features  # VGG-19 relu5_4, or the labelled stand-in
+
 __all__ = ["ResUnit", "shift_and_average", "ProposalNet", "Critic", "perceptual_loss", "WIDTH", "Budget",
            "BUDGETS", "KINDS", "Losses", "TRAIN_SETS", "VAL_SETS", "PERCEPTUAL_LAYER", "get_budget",
            "diversity_term", "load_features", "make_step_fn", "make_val_fn", "default_name", "train_onetomany",
@@ -231,23 +233,6 @@ def diversity_term(g, jpg: torch.Tensor, tau: float) -> torch.Tensor:
     z1, z2 = g.noise(jpg), g.noise(jpg)
     ratio = (g(jpg, z1) - g(jpg, z2)).abs().mean() / (z1 - z2).abs().mean()
     return -torch.clamp(ratio, max=tau)
-
-
-def load_features(layer: str = PERCEPTUAL_LAYER, device="cpu"):
-    """VGG-19 features for L_percept: the real weights when ``paperlib.weights`` finds them locally (it does
-    not download 550 MB behind a training run's back: ``python -m paperlib weights fetch vgg19`` does), else
-    the labelled stand-in ``vgg19-random``, said on stderr; the extractor's ``weights_label`` says which."""
-    import sys
-
-    from .. import features, weights
-    try:
-        path = weights.resolve("vgg19", download=False)
-    except weights.WeightsNotFound:
-        print(f"VGG-19 weights not found ({weights.manifest('vgg19')['file']}; see `python -m paperlib weights "
-              f"list`): L_percept uses the stand-in {features.STAND_IN} (random weights, NOT pretrained)",
-              file=sys.stderr)
-        return features.vgg(features.STAND_IN, [layer], allow_stand_in=True).to(device)
-    return features.vgg("vgg19", [layer], weights_path=path).to(device)
 
 
 def make_step_fn(kind: str, b: Budget, losses: Losses = Losses(), features=None):
