@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation, protocols, published, reproduce, zoo
+from .evaluation import paired_bootstrap
 
 __all__ = ["TABLE_QFS", "METRICS", "TABLES", "COLOR_NETS", "GRAY_NETS", "CASCNN_NET", "PUBLISHED_ONLY",
            "SINGLE_QF_EDSR", "EDSR_RANGE", "NRES_RUNS", "PATCH_RUNS", "SCALES", "net_provenance",
            "evaluate_plan", "ours_row", "describe_nets", "same_images_jpeg", "results_table", "ipsnr_table",
-           "ordering", "beats_jpeg", "downscaled", "largest", "scale_sweep", "nres_stability", "val_curves",
-           "printed"]
+           "downscaled", "largest", "scale_sweep", "nres_stability", "val_curves",
+           "printed", "paired_ordering", "ordering_verdict", "ipsnr_intervals", "best_by_qf", "largest_layer",
+           "params_reading", "vs_jpeg_line", "best_line"]
 
 TABLE_QFS = (10, 20, 30, 40, 50)
 METRICS = ("psnr", "ssim", "psnrb")  # the tables' row order (PSNR, SSIM, PSNR-B)
@@ -153,28 +155,156 @@ def ipsnr_table(table: pd.DataFrame, printed_rows: pd.DataFrame, same_images_lab
                                       "ipsnr_gap"])
 
 
-def ordering(scores: dict, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Does ``a > b`` hold for each consecutive pair of ``scores`` (``{label: {metric: value}}``, best-first order)?
+NAMES = {"psnr": ("PSNR", " dB", "+.4f"), "psnrb": ("PSNR-B", " dB", "+.4f"), "ssim": ("SSIM", "", "+.4f")}
 
-    One row per (pair, metric): the two values, their difference and ``holds``. A missing value gives
-    ``holds`` None (not known), never False.
+
+def _scores(per_image: pd.DataFrame, label: str, qf: int, metric: str, jpeg_of: str | None = None) -> pd.Series:
+    """Per-image ``metric`` of ``label`` at ``qf`` (indexed by image); ``jpeg_of``: the JPEG scores of that
+    label's images instead."""
+    g = per_image[(per_image.method == (jpeg_of or label)) & (per_image.qf == qf)]
+    return g.set_index("image")[f"{'jpeg' if jpeg_of else 'restored'}_{metric}"]
+
+
+def paired_ordering(per_image: pd.DataFrame, labels: Sequence[str], qf: int, metrics: Sequence[str] = METRICS,
+                    jpeg_label: str = "JPEG (same images)", n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Does ``a > b`` hold for each consecutive pair of ``labels`` (best first) at ``qf``, per metric, by how much,
+    and is the margin beyond the image-to-image noise?
+
+    ``per_image``: the long per-image table of one evaluation set (columns ``method``, ``qf``, ``image``,
+    ``jpeg_*``, ``restored_*``; ``table2_per_image.csv``). ``jpeg_label`` stands for the JPEG scores of the
+    images of the label before it. Each pair is compared on the images both were scored on: ``a``, ``b`` their
+    means, ``difference`` the mean per-image difference with its 95% bootstrap interval ``low``, ``high``
+    (``evaluation.paired_bootstrap``); ``beyond_noise`` when the interval excludes 0. A label without scores
+    gives ``holds`` None (not known), never False.
     """
-    labels = list(scores)
     rows = []
-    for a, b in zip(labels, labels[1:]):
+    for i, (a, b) in enumerate(zip(labels, labels[1:])):
         for m in metrics:
-            va, vb = scores[a].get(m), scores[b].get(m)
-            known = va is not None and vb is not None and va == va and vb == vb
-            rows.append({"pair": f"{a} > {b}", "metric": m, "a": va, "b": vb,
-                         "difference": (va - vb) if known else float("nan"), "holds": bool(va > vb) if known else None})
+            va = _scores(per_image, a, qf, m)
+            vb = _scores(per_image, b, qf, m, jpeg_of=labels[i] if b == jpeg_label else None)
+            common = va.index.intersection(vb.index)
+            row = {"pair": f"{a} > {b}", "metric": m, "a": float("nan"), "b": float("nan"),
+                   "difference": float("nan"), "low": float("nan"), "high": float("nan"), "n_images": len(common),
+                   "holds": None, "beyond_noise": None}
+            if len(common):
+                d, lo, hi = paired_bootstrap(va[common].to_numpy(), vb[common].to_numpy(), n=n, seed=seed)
+                row.update(a=float(va[common].mean()), b=float(vb[common].mean()), difference=d, low=lo, high=hi,
+                           holds=bool(d > 0), beyond_noise=None if lo != lo else bool(lo > 0 or hi < 0))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def beats_jpeg(ipsnr: pd.DataFrame, qfs=TABLE_QFS) -> pd.DataFrame:
-    """Per QF: the IPSNR (``ipsnr`` column, dB) and whether it is positive; a QF with no value is ``None``."""
-    by = ipsnr.set_index("qf").ipsnr if len(ipsnr) else pd.Series(dtype=float)
-    return pd.DataFrame([{"qf": q, "ipsnr": float(by.loc[q]) if q in by.index else float("nan"),
-                          "improves": bool(by.loc[q] > 0) if q in by.index else None} for q in qfs])
+def _margin(d: float, lo: float, hi: float, metric: str = "psnr") -> str:
+    name, unit, fmt = NAMES.get(metric, (metric, "", "+.4f"))
+    if lo != lo:
+        return f"{name} {d:{fmt}}{unit} (one image: no noise estimate)"
+    verdict = "beyond" if lo > 0 or hi < 0 else "within"
+    return f"{name} {d:{fmt}}{unit} (95% interval {lo:{fmt}} to {hi:{fmt}}, {verdict} the noise)"
+
+
+def ordering_verdict(o: pd.DataFrame, kind: str) -> str:
+    """One line on a ``paired_ordering`` table: does the order hold, and each margin with its interval."""
+    if o.holds.isna().any():
+        return f"**{kind}: not decided** (a row is missing: {', '.join(o[o.holds.isna()].pair.unique())})."
+    held = o.holds.astype(bool)
+    beyond = o.beyond_noise.dropna().astype(bool)
+    head = (f"**{kind}: {'yes' if held.all() else 'no'}**, {int(held.sum())} of {len(o)} comparisons in the "
+            f"stated order, {int((held & o.beyond_noise.fillna(False).astype(bool)).sum())} of them beyond the "
+            f"image-to-image noise and {int((~held & o.beyond_noise.fillna(False).astype(bool)).sum())} reversed "
+            f"beyond it ({len(o) - len(beyond)} not estimated).")
+    pairs = [f"{pair}: " + ", ".join(_margin(r.difference, r.low, r.high, r.metric) for r in g.itertuples())
+             for pair, g in o.groupby("pair", sort=False)]
+    return head + " " + "; ".join(pairs) + "."
+
+
+def ipsnr_intervals(per_image: pd.DataFrame, qfs=TABLE_QFS, n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per QF: one network's mean PSNR gain over JPEG on its images (``ipsnr``) with its 95% bootstrap interval,
+    whether it is positive (``improves``) and beyond the image-to-image noise; a QF with no rows is None."""
+    rows = []
+    for q in qfs:
+        g = per_image[per_image.qf == q]
+        r = {"qf": q, "n_images": len(g), "ipsnr": float("nan"), "low": float("nan"), "high": float("nan"),
+             "improves": None, "beyond_noise": None}
+        if len(g):
+            d, lo, hi = paired_bootstrap(g.restored_psnr.to_numpy(), g.jpeg_psnr.to_numpy(), n=n, seed=seed)
+            r.update(ipsnr=d, low=lo, high=hi, improves=bool(d > 0), beyond_noise=None if lo != lo else bool(lo > 0 or hi < 0))
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def best_by_qf(per_image: pd.DataFrame, labels: Sequence[str], qfs=TABLE_QFS, n: int = 2000,
+               seed: int = 0) -> pd.DataFrame:
+    """Per QF: the network of ``labels`` with the highest mean PSNR gain over JPEG, its lead over the runner-up
+    on the images both were scored on (95% bootstrap interval) and whether that lead is beyond the noise."""
+    rows = []
+    for q in qfs:
+        gains = {}
+        for lab in labels:
+            g = per_image[(per_image.method == lab) & (per_image.qf == q)].set_index("image")
+            if len(g):
+                gains[lab] = g.restored_psnr - g.jpeg_psnr
+        if not gains:
+            continue
+        ranked = sorted(gains, key=lambda k: -gains[k].mean())
+        r = {"qf": q, "best": ranked[0], "ipsnr_best": float(gains[ranked[0]].mean()), "runner_up": None,
+             "lead": float("nan"), "low": float("nan"), "high": float("nan"), "beyond_noise": None}
+        if len(ranked) > 1:
+            a, b = gains[ranked[0]], gains[ranked[1]]
+            common = a.index.intersection(b.index)
+            d, lo, hi = paired_bootstrap(a[common].to_numpy(), b[common].to_numpy(), n=n, seed=seed)
+            r.update(runner_up=ranked[1], lead=d, low=lo, high=hi, beyond_noise=None if lo != lo else bool(lo > 0 or hi < 0))
+        rows.append(r)
+    return pd.DataFrame(rows, columns=["qf", "best", "ipsnr_best", "runner_up", "lead", "low", "high", "beyond_noise"])
+
+
+def vs_jpeg_line(g: pd.DataFrame, eval_set: str, what: str = "QGCN (colour)") -> str:
+    """One reading line on an ``ipsnr_intervals`` table: at how many QFs the network improves on JPEG, how many
+    of those gains are beyond the image-to-image noise, and each gain with its interval."""
+    ok = g.improves.dropna().astype(bool)
+    beyond = g.beyond_noise.reindex(ok.index).fillna(False).astype(bool)
+    have = g.dropna(subset=["ipsnr"])
+    worse = int((~ok & beyond).sum())
+    return (f"* {what} vs JPEG on {eval_set}: improves at {int(ok.sum())} of {len(ok)} QFs evaluated, "
+            f"{int((ok & beyond).sum())} of them beyond the image-to-image noise"
+            + (f"; worse than JPEG beyond the noise at {worse}" if worse else "") + "; IPSNR "
+            + ", ".join(f"QF{r.qf} {r.ipsnr:+.2f} dB [{r.low:+.2f}, {r.high:+.2f}]" for r in have.itertuples())
+            + " (95% intervals over images)" + ("" if len(ok) == len(g) else f"; {len(g) - len(ok)} QF(s) not evaluated")
+            + ".")
+
+
+def best_line(best: pd.DataFrame, eval_set: str) -> str:
+    """One reading line on a ``best_by_qf`` table: the best network per QF and its lead over the runner-up."""
+    parts = []
+    for r in best.itertuples():
+        lead = ("" if r.runner_up is None else
+                f"; lead over {r.runner_up.replace(' (ours)', '')}: {_margin(r.lead, r.low, r.high).removeprefix('PSNR ')}")
+        parts.append(f"QF{r.qf} {r.best.replace(' (ours)', '')} ({r.ipsnr_best:+.2f} dB{lead})")
+    return f"* Best colour network by IPSNR on {eval_set}: " + "; ".join(parts) + "."
+
+
+def largest_layer(module) -> tuple[str, int]:
+    """The direct child layer of ``module`` holding the most parameters (weights and bias), as ``(name, count)``;
+    children that are containers are searched one level down (``convs.12``)."""
+    counts = {}
+    for name, p in module.named_parameters():
+        layer = name.rsplit(".", 1)[0]
+        counts[layer] = counts.get(layer, 0) + p.numel()
+    name = max(counts, key=counts.get)
+    return name, counts[name]
+
+
+def params_reading(params: pd.DataFrame, largest: tuple[str, int]) -> str:
+    """The parameter-count reading: the global branch's share of QGCN and its largest layer (``largest_layer`` of
+    the colour QGCN's global branch), and QGCN's size relative to QCN, per ``n_res`` (colour networks)."""
+    c = params[params.images == "colour"].set_index(["n_res", "network"])
+    parts = []
+    for n_res in sorted(c.index.get_level_values(0).unique()):
+        q, qcn = c.loc[(n_res, "QGCN")], c.loc[(n_res, "QCN")]
+        parts.append(f"n_res {n_res}: QGCN {q.params / 1e6:.2f} M parameters, {q.global_branch_params / q.params:.0%} "
+                     f"of them in the global branch; QGCN / QCN = {q.params / qcn.params:.1f}")
+    name, count = largest
+    return ("**Reading (computed).** " + "; ".join(parts) + f". The global branch's largest layer, `{name}`, holds "
+            f"{count / 1e6:.2f} M parameters.")
 
 
 def downscaled(ref: np.ndarray, scales: Sequence[int] = SCALES) -> dict:

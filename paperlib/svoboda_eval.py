@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation, published, reproduce, zoo
+from .evaluation import paired_bootstrap
 from .train import read_manifest
 
 __all__ = ["TABLE_QFS", "L8_QFS", "METRICS", "TABLES", "PUBLISHED_ONLY", "OURS", "OBJECTIVE_ROWS", "FIG5_QFS",
            "FIG5_SPECIFIC", "FIG5_ALL_QF", "DATA_SIZES", "FULL_TRAIN_SET", "FILTER_STEPS", "PAPER_FIG7",
            "network_name", "zoo_provenance", "run_provenance", "printed", "results_table", "training_images",
-           "ipsnr_on", "TRAIN_SPLIT", "COMMON_SPLIT", "VAL_SPLIT", "datasize_point", "qf_sweep", "speed_table", "filter_steps_shown"]
+           "ipsnr_on", "TRAIN_SPLIT", "COMMON_SPLIT", "VAL_SPLIT", "datasize_point", "speed_table", "filter_steps_shown",
+           "paired_networks", "margin_text", "table5_reading", "sweep_crops", "sweep_table", "fig5_reading", "size_reading"]
 
 TABLE_QFS = (10, 20)          # Tables 3 and 4
 L8_QFS = (20,)                # the paper trained (and prints) L8 at QF 20 only
@@ -150,21 +152,6 @@ def datasize_point(model, train_imgs: Sequence[np.ndarray], val_refs: dict, qf: 
     return rows + [{"split": VAL_SPLIT, **ipsnr_on(model, val_refs, qf)}]
 
 
-def qf_sweep(nets: Sequence[dict], refs: dict, qfs=FIG5_QFS) -> pd.DataFrame:
-    """Fig. 5 data: every network (dicts with ``model``, ``network``, ``trained_qf``) at every QF of ``qfs``.
-
-    Returns one row per (network, QF) with IPSNR / IPSNR-B / SSIM gain (``evaluation.ipsnr_by_qf``).
-    """
-    parts = []
-    for n in nets:
-        df = evaluation.evaluate_arrays(refs, qfs, n["model"])
-        parts.append(evaluation.ipsnr_by_qf(df).assign(network=n["network"], trained_qf=str(n["trained_qf"])))
-    if not parts:
-        return pd.DataFrame(columns=["network", "trained_qf", "qf", "n_images", "ipsnr", "ipsnrb", "issim"])
-    return pd.concat(parts, ignore_index=True)[["network", "trained_qf", "qf", "n_images", "ipsnr", "ipsnrb",
-                                                 "issim"]]
-
-
 def speed_table(models: dict, size: int = 512, min_time_s: float = 1.5) -> pd.DataFrame:
     """L4/L8 speed and size on this machine beside the paper's text numbers.
 
@@ -204,3 +191,143 @@ def filter_steps_shown(available: Sequence[int], wanted: Sequence[int] | None = 
         return []
     shown = [s for s in (available if wanted is None else wanted) if s in available]
     return sorted(set(shown) | {available[-1]})
+
+
+# --- the notebook's readings, computed from the run's tables -------------------------------------------------
+
+def paired_networks(per_image: pd.DataFrame, a: str, b: str, dataset: str, qf: int, metric: str = "psnr",
+                    n: int = 2000, seed: int = 0) -> dict:
+    """Network ``a`` minus network ``b`` (``network`` column) on the images of ``dataset`` both were scored on at
+    ``qf``: mean per-image ``restored_<metric>`` difference with its 95% bootstrap interval over images.
+
+    ``per_image``: the long per-image table behind Tables 3-5 (``tables_per_image.csv``). Returns ``difference``,
+    ``low``, ``high``, ``n_images`` (NaN and 0 when the two share no image).
+    """
+    def scores(net):
+        g = per_image[(per_image.network == net) & (per_image.dataset == dataset) & (per_image.qf == qf)]
+        return g.set_index("image")[f"restored_{metric}"]
+
+    va, vb = scores(a), scores(b)
+    common = va.index.intersection(vb.index)
+    if not len(common):
+        return {"difference": float("nan"), "low": float("nan"), "high": float("nan"), "n_images": 0}
+    d, lo, hi = paired_bootstrap(va[common].to_numpy(), vb[common].to_numpy(), n=n, seed=seed)
+    return {"difference": d, "low": lo, "high": hi, "n_images": len(common)}
+
+
+def margin_text(d: float, lo: float, hi: float, unit: str = " dB", fmt: str = "+.3f") -> str:
+    """``+0.123 dB (95% interval +0.08 to +0.16, beyond the image-to-image noise)``; NaN bounds: not estimated."""
+    if d != d:
+        return "not computed (no common images)"
+    if lo != lo:
+        return f"{d:{fmt}}{unit} (one image: no noise estimate)"
+    verdict = "beyond" if lo > 0 or hi < 0 else "within"
+    return f"{d:{fmt}}{unit} (95% interval {lo:{fmt}} to {hi:{fmt}}, {verdict} the image-to-image noise)"
+
+
+def table5_reading(table5: pd.DataFrame, per_image: pd.DataFrame, dataset: str = "live1") -> str:
+    """The Table 5 reading: our objectives ranked by PSNR with the margin between neighbours (95% bootstrap
+    interval over images, from ``per_image``), beside the paper's order of the printed rows."""
+    have = table5[table5.source.eq("this run")].set_index("method")
+    if len(have) < 2:
+        return "**Reading Table 5 (computed).** Fewer than two objectives were evaluated: no order to report."
+    qf = int(have.qf.iloc[0])
+    jp = float(table5[table5.method == "JPEG"].psnr.iloc[0])
+    ranked = have.psnr.sort_values(ascending=False)
+    short = lambda m: m.replace(" (ours)", "")   # noqa: E731
+    ours = " > ".join(f"{short(m)} ({v:.2f} dB, {v - jp:+.2f} over JPEG)" for m, v in ranked.items())
+    gaps = []
+    for hi_m, lo_m in zip(ranked.index, ranked.index[1:]):
+        r = paired_networks(per_image, have.loc[hi_m, "network"], have.loc[lo_m, "network"], dataset, qf)
+        gaps.append(f"{short(hi_m)} minus {short(lo_m)}: {margin_text(r['difference'], r['low'], r['high'])}")
+    pr = pd.to_numeric(have.paper_psnr.replace("", np.nan), errors="coerce").dropna().sort_values(ascending=False)
+    paper = " > ".join(f"{short(m)} ({v:.2f})" for m, v in pr.items())
+    rank = {m: i + 1 for i, m in enumerate(ranked.index)}
+    prank = {m: i + 1 for i, m in enumerate(pr.index)}
+    places = "; ".join(f"{short(m)}: {rank[m]} here, {prank[m]} in the paper" for m in ranked.index if m in prank)
+    return (f"**Reading Table 5 (computed).** PSNR order here: {ours}. Margins on the same images: "
+            + "; ".join(gaps) + f". The paper's order: {paper}. Rank of each objective (1 = best): {places}.")
+
+
+def sweep_crops(nets: Sequence[dict], refs: dict, qfs=FIG5_QFS) -> pd.DataFrame:
+    """Fig. 5's per-crop rows: every network (dicts with ``model``, ``network``, ``trained_qf``) on every crop of
+    ``refs`` at every QF of ``qfs`` (``evaluation.evaluate_arrays`` columns plus ``network``, ``trained_qf``).
+    ``evaluation.ipsnr_by_qf`` of one network's rows gives its Fig. 5 rows."""
+    parts = [evaluation.evaluate_arrays(refs, qfs, n["model"]).assign(network=n["network"],
+                                                                      trained_qf=str(n["trained_qf"])) for n in nets]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["network", "trained_qf", "qf"])
+
+
+def sweep_table(crops: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5 data from ``sweep_crops`` rows: one row per (network, QF) with IPSNR / IPSNR-B / SSIM gain
+    (``evaluation.ipsnr_by_qf``)."""
+    cols = ["network", "trained_qf", "qf", "n_images", "ipsnr", "ipsnrb", "issim"]
+    parts = [evaluation.ipsnr_by_qf(g).assign(network=net, trained_qf=tq)
+             for (net, tq), g in crops.groupby(["network", "trained_qf"], sort=False)]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def fig5_reading(crops: pd.DataFrame, all_qf: str = "10-60", n: int = 2000, seed: int = 0) -> str:
+    """The Fig. 5 reading from ``sweep_crops`` rows: at each QF with a network trained at it, that network's PSNR
+    gain minus the best other specific network's, and the all-QF network's gain minus the best specific one's,
+    each with its 95% bootstrap interval over crops."""
+    g = crops.assign(ipsnr=crops.restored_psnr - crops.jpeg_psnr)
+    means = g.pivot_table(index="qf", columns="trained_qf", values="ipsnr")
+    by = {(t, int(q)): d.set_index("image").ipsnr for (t, q), d in g.groupby(["trained_qf", "qf"])}
+    specific = [c for c in means.columns if c != all_qf]
+    if len(specific) < 2:
+        return "**Reading Fig. 5 (computed).** Fewer than two quality-specific networks: nothing to compare."
+
+    def diff(a, b, q):
+        common = by[(a, q)].index.intersection(by[(b, q)].index)
+        return paired_bootstrap(by[(a, q)][common].to_numpy(), by[(b, q)][common].to_numpy(), n=n, seed=seed)
+
+    own, wins, beyond = [], 0, 0
+    for q in means.index:
+        if str(q) not in specific:
+            continue
+        rival = means.loc[q, [c for c in specific if c != str(q)]].idxmax()
+        d, lo, hi = diff(str(q), rival, int(q))
+        wins += d > 0
+        beyond += lo > 0
+        own.append(f"QF {q}: {margin_text(d, lo, hi, fmt='+.2f').replace('image-to-image', 'crop-to-crop')} over "
+                   f"the QF{rival} network")
+    text = (f"**Reading Fig. 5 (computed).** The network trained at a QF has the highest gain among the specific "
+            f"networks at {wins} of {len(own)} such QFs, {beyond} of them beyond the crop-to-crop noise. Own-QF "
+            "network minus the best other specific network: " + "; ".join(own) + ".")
+    if all_qf in means.columns:
+        parts = []
+        for q in means.index:
+            best = means.loc[q, specific].idxmax()
+            d, lo, hi = diff(all_qf, best, int(q))
+            parts.append(f"QF {q}: {margin_text(d, lo, hi, fmt='+.2f').replace('image-to-image', 'crop-to-crop')} "
+                         f"vs the QF{best} network")
+        text += (f" The all-QF network minus the best specific network at each QF: " + "; ".join(parts)
+                 + f"; its own gain ranges {means[all_qf].min():.2f}-{means[all_qf].max():.2f} dB over QF "
+                 f"{min(means.index)}-{max(means.index)}.")
+    return text
+
+
+def size_reading() -> str:
+    """The analytic size of L4 and L8 (``svoboda.counts``, both readings of where L8 concatenates the first layer's
+    output) against the paper's text: FLOPs per pixel and parameters, Section 4's and the Conclusions' numbers."""
+    from .models import svoboda
+    text = published.load(paper="svoboda", table="text")
+    paper = {(r.method, r.metric): float(r.value) for r in text.itertuples()}
+    parts = []
+    for arch in ("L4", "L8"):
+        for skip in (("after", "before") if arch == "L8" else ("after",)):
+            c = svoboda.counts(arch, skip)
+            bits = []
+            for key, metric, what in (("flops_per_pixel", "flops_per_pixel_k", "FLOPs per pixel"),
+                                      ("params", "params_k", "parameters")):
+                p = paper.get((arch, metric), float("nan")) * 1e3
+                bits.append(f"{c[key] / 1e3:.0f} k {what} ({c[key] / p - 1:+.1%} from the paper's {p / 1e3:.0f} K"
+                            + (f", {c[key] / (1e3 * paper[(f'{arch} (as stated in Conclusions)', metric)]) - 1:+.0%} "
+                               f"from the Conclusions' {paper[(f'{arch} (as stated in Conclusions)', metric)]:.0f} K"
+                               if (f"{arch} (as stated in Conclusions)", metric) in paper else "") + ")")
+            where = {"after": "outputs", "before": "inputs"}[skip]
+            label = arch + (f" (first-layer activations concatenated to the {where} of layers 4 and 6)"
+                            if arch == "L8" else "")
+            parts.append(f"{label}: " + ", ".join(bits))
+    return "**Analytic size (computed).** " + "; ".join(parts) + "."

@@ -256,7 +256,9 @@ def test_archives_escaping_their_folder_are_refused(tmp_path, member):
     assert not (tmp_path.parent / "evil.png").exists()
 
 
-def test_a_data_root_that_does_not_exist(tmp_path, capsys):
+def test_a_data_root_that_does_not_exist(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)              # only the given root and an empty cache
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "cache"))
     with pytest.raises(data.DataNotFound, match="not there"):
         data.locate("live1", data_root=tmp_path / "nowhere", download_missing=False)
     code, err = _cli(capsys, "data", "verify", "live1", "--root", tmp_path / "nowhere")

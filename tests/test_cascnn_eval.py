@@ -1,4 +1,6 @@
 """paperlib.cascnn_eval: the CAS-CNN notebook's tables (no training here)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +99,109 @@ def test_classic5_files_are_in_caption_order(data_root):
 
 def test_ints_or_blank():
     assert list(ce.ints_or_blank(pd.Series([4000, None, float("nan"), 3.0]))) == ["4000", "", "", "3"]
+
+
+# --- the notebook's computed readings ---------------------------------------------------------------------------
+FIG = Path(__file__).resolve().parents[1] / "figures" / "cascnn"
+
+
+def _committed(name, **kw):
+    return pd.read_csv(FIG / name, **kw)   # real numbers the notebook wrote (committed in figures/cascnn)
+
+
+def _per_image(gains, method="ours, w/ loss FT", qf=20, base=30.0):
+    """Synthetic per-image rows: the network's PSNR is its JPEG PSNR plus ``gains`` (one per image)."""
+    n = len(gains)
+    j = base + np.arange(n, dtype=float)
+    return pd.DataFrame({"image": [f"im{i}" for i in range(n)], "qf": qf, "method": method, "jpeg_psnr": j,
+                         "restored_psnr": j + np.asarray(gains, dtype=float), "jpeg_ssim": 0.8,
+                         "restored_ssim": 0.8 + 0.01 * np.sign(gains)})
+
+
+def test_paired_gains_constant_and_noisy_differences():
+    ft = _per_image([0.5] * 10)
+    ms = _per_image([0.25] * 10, method="ours, MS loss")
+    g = ce.paired_gains(pd.concat([ft, ms])).set_index(["a", "b"])
+    # constant per-image differences: a zero-width interval at that constant, beyond the noise
+    assert tuple(g.loc[("ours, w/ loss FT", "JPEG"), ["difference", "low", "high"]]) == (0.5, 0.5, 0.5)
+    assert tuple(g.loc[("ours, w/ loss FT", "ours, MS loss"), ["difference", "low", "high"]]) == (0.25, 0.25, 0.25)
+    assert g.beyond_noise.all() and (g.n_images == 10).all()
+    # +-1 dB around 0: the mean is 0 and the interval covers it
+    noisy = ce.paired_gains(_per_image([1.0, -1.0] * 20)).iloc[0]
+    assert noisy.difference == 0 and noisy.low < 0 < noisy.high and not noisy.beyond_noise
+    text = ce.table2_reading(pd.DataFrame({"source": [], "diff_psnr": []}), pd.DataFrame(),
+                             ce.paired_gains(_per_image([1.0, -1.0] * 20)), "synthetic")
+    assert "+0.00 dB (95% interval" in text and "within the image-to-image noise" in text
+    assert "Of these 1 gains, 0 are beyond" in text
+
+
+def test_table2_reading_from_the_committed_tables():
+    table = _committed("table2_live1.csv", dtype={"paper_psnr": str}, keep_default_na=False, na_values=[""])
+    table["paper_psnr"] = table.paper_psnr.fillna("")
+    cells = _committed("table2_live1_cells.csv")
+    per = _committed("table2_live1_per_image.csv")
+    paired = ce.paired_gains(per)
+    # the per-image means agree with Table II's means, which are written from the same evaluation by another path
+    ours = table[table.source == "this run"].set_index(["qf", "method"])
+    jpeg = table[table.method == "JPEG"].set_index("qf").psnr
+    for r in paired[paired.b == "JPEG"].itertuples():
+        assert r.difference == pytest.approx(ours.loc[(r.qf, r.a), "psnr"] - jpeg[r.qf], abs=1e-9)
+        assert r.low <= r.difference <= r.high and r.n_images == 29
+    text = ce.table2_reading(table, cells, paired, "LIVE1, all 29 images")
+    # JPEG: the four QF 60/80 PSNR and PSNR-B cells the paper computed on crops to a multiple of 32 pixels
+    # (notebooks/protocols.ipynb) are the only ones that differ
+    assert "11 of 15 printed cells equal ours" in text and "QF 80 PSNR-B -0.21" in text
+    # the paper's FT-minus-MS PSNR differences, from its printed rows (31.70 - 31.67 at QF 20)
+    assert "the paper's printed FT minus MS: +0.03 dB" in text
+    assert "MS 3000, FT 4000 (33% more" in text   # the steps of cascnn-q20-ms and cascnn-q20 (their manifests)
+
+
+def test_images_improved_and_fig3_reading():
+    per = pd.concat([_per_image([0.5, 0.2, -0.1]), _per_image([0.3, 0.4, 0.1], qf=40)])
+    imp = ce.images_improved(per).set_index("qf")
+    assert list(imp.improved_psnr) == [2, 3] and list(imp.improved_ssim) == [2, 3] and list(imp.n_images) == [3, 3]
+    assert imp.loc[20, "worst_image"] == "im2" and imp.loc[20, "worst_psnr_change"] == pytest.approx(-0.1)
+    text = ce.fig3_reading(per, "ours, w/ loss FT", "synthetic")
+    assert "QF 20: PSNR 2 of 3" in text and "QF 40: PSNR 3 of 3" in text
+    assert "No ours, MS loss network" in ce.fig3_reading(per, "ours, MS loss", "synthetic")
+
+
+def test_sweep_reading_finds_the_qfs_beyond_the_noise():
+    rows = []
+    for qf, gain in ((10, -0.5), (20, 0.0), (30, 0.4), (40, 0.6), (50, 0.3)):
+        spread = [1.0, -1.0] * 10 if gain == 0 else [0.01, -0.01] * 10
+        p = _per_image([gain + s for s in spread], qf=qf)
+        rows.append(p.assign(network="net-q40", trained_qf=40))
+    text = ce.sweep_reading(pd.concat(rows), "synthetic crops")
+    assert "at its own QF 40: +0.60 dB" in text and "largest mean gain +0.60 dB at QF 40" in text
+    assert "gain beyond the noise at QF 30-50" in text and "loss beyond the noise at QF 10." in text
+    one = pd.concat(rows[:2])   # only QF 10 (a loss) and QF 20 (noise)
+    assert "gain beyond the noise at no QF" in ce.sweep_reading(one, "synthetic crops")
+
+
+def test_fig6_reading_from_the_committed_tables():
+    mapping = _committed("fig6_classic5_matching.csv")
+    fig6 = _committed("fig6_classic5.csv", keep_default_na=False, na_values=[""])
+    text = ce.fig6_reading(mapping, fig6)
+    # the paper's img4 JPEG numbers are a copy of its img3 CAS-CNN numbers (published/NOTES.md): img4 can only be
+    # matched by elimination and its three JPEG cells are the ones that do not agree
+    assert "img4 = 4 (by elimination)" in text and "12 of 15 equal the printed ones" in text
+    assert "img4 carries the copy-error note" in text
+
+
+def test_throughput_reading_counts_the_layers_and_the_gtx1080_peak():
+    import torch
+
+    from paperlib import speed
+    from paperlib.models.cascnn import CASCNN
+    torch.manual_seed(0)
+    by_module = speed.flops_by_module(CASCNN())
+    tp = pd.DataFrame([{"what": "paper", "precision": "fp32", "image": "not stated", "mpixel_per_s": 1.01,
+                        "gflops": 1.01 * 1025.823625, "source": "Mpixel/s transcribed from the paper"}])
+    text = ce.throughput_reading(tp, by_module)
+    # the two costliest layers, by hand: A(2) is a 3x3 convolution 128 -> 128 at full resolution (2*128*128*9
+    # FLOP per pixel); B~ a 4x4 stride-2 transposed convolution 257 -> 128, 4 taps per output pixel (2*257*128*4)
+    assert "`A2` (0.295 MFLOP) and `Btilde` (0.263 MFLOP)" in text
+    # the GTX 1080's fp32 peak from its specification: 2560 cores x 1.733 GHz x 2 = 8.873 TFLOP/s
+    assert ce.GTX1080_FP32_PEAK_TFLOPS == pytest.approx(8.873, abs=5e-4)
+    assert f"{1.01 * 1025.823625 / 8872.96:.1%} of that card's fp32 peak" in text

@@ -1,4 +1,6 @@
 """paperlib.qgcn_eval: the QGCN notebook's evaluation helpers (tiny networks, synthetic images and summaries)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,14 +104,91 @@ def test_same_images_jpeg_renames_and_averages():
     assert list(s.restored_psnr) == [21.0, 30.0] and not any(c.startswith("jpeg_") for c in s.columns)
 
 
-def test_ordering_and_beats_jpeg():
-    o = qe.ordering({"QGCN": {"psnr": 27.8, "ssim": 0.81}, "QCN": {"psnr": 27.9, "ssim": 0.80},
-                     "JPEG": {"psnr": 25.6, "ssim": None}}, metrics=("psnr", "ssim"))
-    got = {(r.pair, r.metric): r.holds for r in o.itertuples()}
-    assert got == {("QGCN > QCN", "psnr"): False, ("QGCN > QCN", "ssim"): True,
-                   ("QCN > JPEG", "psnr"): True, ("QCN > JPEG", "ssim"): None}
-    b = qe.beats_jpeg(pd.DataFrame({"qf": [10, 20, 30], "ipsnr": [1.2, 0.1, -0.05]}), qfs=(10, 20, 30, 40))
-    assert list(b.improves) == [True, True, False, None]
+def _per(method, qf, restored, jpeg, images=None):
+    """Per-image rows of one network: PSNR, SSIM and PSNR-B all equal to ``restored`` (JPEG: ``jpeg``)."""
+    images = images or [f"im{i}" for i in range(len(restored))]
+    r, j = np.asarray(restored, float), np.asarray(jpeg, float)
+    return pd.DataFrame({"image": images, "qf": qf, "method": method, **{f"restored_{m}": r for m in qe.METRICS},
+                         **{f"jpeg_{m}": j for m in qe.METRICS}})
+
+
+def test_paired_ordering_margins_and_noise():
+    jpeg = 25.0 + np.arange(20.0)
+    per = pd.concat([_per("QGCN", 10, jpeg + 1.25 + np.tile([0.5, -0.5], 10), jpeg),  # = QCN on average, noisy
+                     _per("QCN", 10, jpeg + 1.25, jpeg),                                 # a constant 1.25 dB gain
+                     _per("EDSR", 20, jpeg, jpeg)])                                      # scored at another QF only
+    o = qe.paired_ordering(per, ["QGCN", "QCN", "JPEG (same images)"], qf=10, metrics=("psnr",)).set_index("pair")
+    a = o.loc["QGCN > QCN"]
+    assert a.difference == pytest.approx(0.0, abs=1e-12) and a.low < 0 < a.high and not a.beyond_noise
+    b = o.loc["QCN > JPEG (same images)"]   # JPEG = the JPEG scores of QCN's images: a zero-width interval
+    assert (b.a, b.b, b.difference, b.low, b.high) == (pytest.approx(jpeg.mean() + 1.25), pytest.approx(jpeg.mean()),
+                                                      1.25, 1.25, 1.25)
+    assert b.holds and b.beyond_noise and b.n_images == 20
+    # a network without rows at this QF: not known, never False
+    m = qe.paired_ordering(per, ["QCN", "EDSR"], qf=10, metrics=("psnr",)).iloc[0]
+    assert m.holds is None and m.beyond_noise is None and m.n_images == 0
+    assert "not decided" in qe.ordering_verdict(qe.paired_ordering(per, ["QCN", "EDSR"], qf=10), "x")
+    # pairs are compared on the images both were scored on
+    part = pd.concat([_per("A", 10, [30.0, 31.0, 32.0], [29.0] * 3, ["x", "y", "z"]),
+                      _per("B", 10, [29.0, 31.0], [29.0] * 2, ["x", "y"])])
+    p = qe.paired_ordering(part, ["A", "B"], qf=10, metrics=("psnr",)).iloc[0]
+    assert p.n_images == 2 and p.difference == 0.5 and p.a == 30.5
+
+
+def test_ordering_verdict_text():
+    jpeg = 25.0 + np.arange(10.0)
+    per = pd.concat([_per("QGCN", 10, jpeg + 1.5, jpeg), _per("QCN", 10, jpeg + 1.0 + np.tile([1.0, -1.0], 5), jpeg)])
+    text = qe.ordering_verdict(qe.paired_ordering(per, ["QGCN", "QCN", "JPEG (same images)"], qf=10), "colour")
+    assert text.startswith("**colour: yes**, 6 of 6 comparisons in the stated order")
+    assert "PSNR +0.5000 dB (95% interval" in text and "within the noise" in text
+    assert "QCN > JPEG (same images): PSNR +1.0000 dB" in text
+    rev = qe.ordering_verdict(qe.paired_ordering(per, ["QCN", "QGCN"], qf=10, metrics=("psnr",)), "colour")
+    assert rev.startswith("**colour: no**, 0 of 1 comparisons in the stated order, 0 of them beyond")
+
+
+def test_ipsnr_intervals_and_best_by_qf():
+    jpeg = 25.0 + np.arange(10.0)
+    per = pd.concat([_per("QGCN", 10, jpeg + 1.0, jpeg), _per("QGCN", 20, jpeg - 0.25, jpeg),
+                     _per("QCN", 10, jpeg + 0.75, jpeg), _per("QCN", 20, jpeg + np.tile([1.0, -1.0], 5), jpeg)])
+    g = qe.ipsnr_intervals(per[per.method == "QGCN"], qfs=(10, 20, 30)).set_index("qf")
+    assert list(g.ipsnr[:2]) == [1.0, -0.25] and list(g.improves) == [True, False, None]
+    assert list(g.beyond_noise) == [True, True, None] and g.loc[30, "n_images"] == 0
+    line = qe.vs_jpeg_line(g.reset_index(), "LIVE1")
+    assert "improves at 1 of 2 QFs evaluated, 1 of them beyond" in line and "QF10 +1.00 dB [+1.00, +1.00]" in line
+    assert "worse than JPEG beyond the noise at 1" in line and "1 QF(s) not evaluated" in line
+    b = qe.best_by_qf(per, ["QGCN", "QCN"], qfs=(10, 20)).set_index("qf")
+    assert b.loc[10, "best"] == "QGCN" and b.loc[10, "runner_up"] == "QCN" and b.loc[10, "lead"] == 0.25
+    assert b.loc[10, "beyond_noise"] and b.loc[20, "best"] == "QCN" and b.loc[20, "ipsnr_best"] == 0.0
+    assert not b.loc[20, "beyond_noise"] and b.loc[20, "low"] < 0 < b.loc[20, "high"]
+    assert "QF10 QGCN (+1.00 dB; lead over QCN: +0.2500 dB" in qe.best_line(b.reset_index(), "LIVE1")
+
+
+def test_paired_ordering_agrees_with_the_committed_table():
+    # table2_per_image.csv and ordering.csv are written by the notebook from the same evaluation; the means of the
+    # per-image rows must give ordering.csv's a, b and difference (computed there from Table II's summaries)
+    fig = Path(__file__).resolve().parents[1] / "figures" / "qgcn"
+    per = pd.read_csv(fig / "table2_per_image.csv")
+    order = pd.read_csv(fig / "ordering.csv")
+    order = order[order.kind == "colour (Table II)"].set_index(["pair", "metric"])
+    qf = int(order.qf.iloc[0])
+    o = qe.paired_ordering(per[per.dataset == "LIVE1"], ["QGCN (ours)", "QCN (ours)", "EDSR (ours)",
+                                                          "JPEG (same images)"], qf)
+    for r in o.itertuples():
+        ref = order.loc[(r.pair, r.metric)]
+        assert (r.a, r.b, r.difference) == (pytest.approx(ref.a, abs=1e-9), pytest.approx(ref.b, abs=1e-9),
+                                            pytest.approx(ref.difference, abs=1e-9))
+        assert r.holds == bool(ref.holds) and r.low <= r.difference <= r.high
+
+
+def test_params_reading_from_the_models():
+    from paperlib.models.qgcn import QGCNNet
+    name, count = qe.largest_layer(QGCNNet("qgcn", 3, 8).global_branch)
+    assert (name, count) == ("fc1", 256 * 7 * 7 * 1024 + 1024)    # Table I: fc 256x7x7 -> 1024, with bias
+    params = pd.read_csv(Path(__file__).resolve().parents[1] / "figures" / "qgcn" / "params.csv")
+    text = qe.params_reading(params, (name, count))
+    assert "`fc1`, holds 12.85 M parameters" in text
+    c = params[params.images == "colour"].set_index(["n_res", "network"]).params
+    assert f"QGCN / QCN = {c[(32, 'QGCN')] / c[(32, 'QCN')]:.1f}" in text
 
 
 def test_nres_stability_and_val_curves():

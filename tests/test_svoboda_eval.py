@@ -1,4 +1,6 @@
 """paperlib.svoboda_eval, reproduce.method_table, svoboda.filter_mosaic and zoo.filters (tiny networks, no training)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,11 +175,16 @@ def test_ipsnr_and_datasize_point(l4):
 
 def test_qf_sweep_rows(l4):
     refs = {f"im{i}": im for i, im in enumerate(_images(2))}
-    sweep = se.qf_sweep([{"model": l4, "network": "a", "trained_qf": 10},
-                         {"model": l4, "network": "b", "trained_qf": "10-60"}], refs, [10, 30])
+    nets = [{"model": l4, "network": "a", "trained_qf": 10}, {"model": l4, "network": "b", "trained_qf": "10-60"}]
+    crops = se.sweep_crops(nets, refs, [10, 30])
+    assert len(crops) == 2 * 2 * 2 and set(crops.trained_qf) == {"10", "10-60"}
+    sweep = se.sweep_table(crops)
     assert len(sweep) == 4 and list(sweep.qf) == [10, 30, 10, 30] and set(sweep.trained_qf) == {"10", "10-60"}
     assert (sweep.n_images == 2).all()
-    assert se.qf_sweep([], refs, [10]).empty
+    # each row is the mean per-crop gain of that network at that QF
+    a10 = crops[(crops.network == "a") & (crops.qf == 10)]
+    assert sweep.ipsnr.iloc[0] == pytest.approx((a10.restored_psnr - a10.jpeg_psnr).mean())
+    assert se.sweep_table(se.sweep_crops([], refs, [10])).empty
 
 
 def test_speed_table_beside_the_paper(l4):
@@ -200,3 +207,82 @@ def test_training_images_follow_the_manifest(data_root):
     ref, _ = data.gray_images(list(svoboda.TRAIN_SETS), data_root, min_side=64)
     assert len(imgs) == 4 and all(np.array_equal(a, b) for a, b in zip(imgs, ref[:4]))
     assert len(se.training_images(zoo.info("l4-residual-q20"), data_root, limit=5)) == 5
+
+
+# --- the notebook's computed readings ---------------------------------------------------------------------------
+FIG = Path(__file__).resolve().parents[1] / "figures" / "svoboda"
+
+
+def _rows(network, restored, jpeg, qf=20, dataset="live1", images=None):
+    images = images or [f"im{i}" for i in range(len(restored))]
+    return pd.DataFrame({"image": images, "qf": qf, "network": network, "dataset": dataset,
+                         "restored_psnr": np.asarray(restored, float), "jpeg_psnr": np.asarray(jpeg, float)})
+
+
+def test_paired_networks_constant_noisy_and_disjoint():
+    j = 28.0 + np.arange(12.0)
+    per = pd.concat([_rows("l8", j + 0.75, j), _rows("l4", j + 0.5, j), _rows("x", j + 0.5 + np.tile([1, -1], 6), j),
+                     _rows("l4", j, j, dataset="bsds500-val")])
+    assert se.paired_networks(per, "l8", "l4", "live1", 20) == {"difference": 0.25, "low": 0.25, "high": 0.25,
+                                                               "n_images": 12}
+    r = se.paired_networks(per, "x", "l4", "live1", 20)
+    assert r["difference"] == pytest.approx(0.0, abs=1e-12) and r["low"] < 0 < r["high"]
+    assert "within the image-to-image noise" in se.margin_text(r["difference"], r["low"], r["high"])
+    assert se.paired_networks(per, "l8", "l4", "bsds500-val", 20)["n_images"] == 0      # no common images
+    assert "beyond the image-to-image noise" in se.margin_text(0.25, 0.25, 0.25)
+
+
+def test_l8_minus_l4_from_the_committed_tables():
+    # the per-image rows and Table 3/4's means are written from the same evaluation by two paths: the mean
+    # per-image difference must equal the difference of the table means
+    per = pd.read_csv(FIG / "tables_per_image.csv")
+    for stem, key in (("table3_live1", "live1"), ("table4_bsds500_val", "bsds500-val")):
+        t = pd.read_csv(FIG / f"{stem}.csv")
+        t20 = t[(t.qf == 20) & (t.source == "this run")].set_index("method")
+        r = se.paired_networks(per, "l8-residual-q20", "l4-residual-q20", key, 20)
+        assert r["difference"] == pytest.approx(t20.loc["L8 residual (ours)", "psnr"] - t20.loc["L4 residual (ours)", "psnr"],
+                                                abs=1e-9)
+        assert r["low"] <= r["difference"] <= r["high"] and r["n_images"] == int(t20.n_images.iloc[0])
+
+
+def test_table5_reading_from_the_committed_tables():
+    t5 = pd.read_csv(FIG / "table5_objectives_live1.csv", dtype={"paper_psnr": str}, keep_default_na=False,
+                     na_values=[""])
+    t5["paper_psnr"] = t5.paper_psnr.fillna("")
+    per = pd.read_csv(FIG / "tables_per_image.csv")
+    text = se.table5_reading(t5, per)
+    # the paper's printed PSNR order (Table 5: residual 29.08 > direct 28.99 > Sobel 28.69)
+    assert "The paper's order: L4 residual (29.08) > L4 direct mapping (28.99) > L4 edge preserving, Sobel (28.69)" in text
+    have = t5[t5.source == "this run"].sort_values("psnr", ascending=False)
+    assert text.count("95% interval") == len(have) - 1
+    best = have.method.iloc[0].replace(" (ours)", "")
+    assert f"PSNR order here: {best} (" in text and f"{best}: 1 here" in text
+    one = t5[t5.method.isin(["JPEG", "L4 residual (ours)"])]
+    assert "Fewer than two objectives" in se.table5_reading(one, per)
+
+
+def test_fig5_reading_on_synthetic_crops():
+    j = 25.0 + np.arange(10.0)
+    rows = []
+    # specific networks at QF 10 and 20 and the all-QF one: the QF10 network leads at QF 10 by a constant 0.5 dB;
+    # at QF 20 the QF20 network and the QF10 one differ by +-1 dB noise around 0; the all-QF one is 0.25 dB behind
+    for tq, q, gain in (("10", 10, j * 0 + 1.0), ("20", 10, j * 0 + 0.5), ("10", 20, 0.8 + np.tile([1.0, -1.0], 5)),
+                        ("20", 20, j * 0 + 0.8), ("10-60", 10, j * 0 + 0.75), ("10-60", 20, j * 0 + 0.55)):
+        rows.append(pd.DataFrame({"image": [f"c{i}" for i in range(10)], "qf": q, "network": f"l4-q{tq}",
+                                  "trained_qf": tq, "jpeg_psnr": j, "restored_psnr": j + gain}))
+    text = se.fig5_reading(pd.concat(rows))
+    assert "at 1 of 2 such QFs, 1 of them beyond the crop-to-crop noise" in text
+    assert "QF 10: +0.50 dB (95% interval +0.50 to +0.50, beyond the crop-to-crop noise) over the QF20 network" in text
+    assert "QF 20: +0.00 dB" in text and "within the crop-to-crop noise) over the QF10 network" in text
+    assert "QF 10: -0.25 dB (95% interval -0.25 to -0.25, beyond the crop-to-crop noise) vs the QF10 network" in text
+    assert "ranges 0.55-0.75 dB over QF 10-20" in text
+
+
+def test_size_reading_against_the_paper_text():
+    text = se.size_reading()
+    # Section 4 of the paper: "approximately 140 K and 440 K" FLOPs, "approx 70 K and 220 K" parameters; the
+    # analytic counts from Tables 1-2 (svoboda.counts): L4 143,840 FLOPs, 72,097 parameters; L8 440,128 / 220,545
+    assert f"{143840 / 140000 - 1:+.1%} from the paper's 140 K" in text
+    assert f"{72097 / 70000 - 1:+.1%} from the paper's 70 K, {72097 / 20000 - 1:+.0%} from the Conclusions' 20 K" in text
+    assert f"{220545 / 220000 - 1:+.1%} from the paper's 220 K" in text
+    assert f"{567104 / 440000 - 1:+.1%} from the paper's 440 K" in text     # the other reading of L8's skips
