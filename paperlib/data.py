@@ -33,7 +33,7 @@ from . import atomic
 
 __all__ = ["ENV_VAR", "CACHE_ENV_VAR", "MANIFEST_DIR", "DEMO", "DEMO_NOTE", "DataNotFound", "ChecksumError",
            "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo",
-           "gray_images"]
+           "gray_images", "rgb_images"]
 
 ENV_VAR = "PAPERLIB_DATA"
 CACHE_ENV_VAR = "PAPERLIB_CACHE"
@@ -250,6 +250,19 @@ def images_or_demo(name: str, split=None, data_root=None, download_missing: bool
         return _demo_paths(), f"{DEMO_NOTE} ({name}: {str(err).splitlines()[-1]})"
 
 
+def _training_images(specs, read, data_root, min_side, limit):
+    out, dropped = [], 0
+    for spec in specs:
+        name, _, split = spec.partition(":")
+        paths = image_paths(name, split or None, data_root=data_root)
+        imgs = [read(p) for p in (paths[:limit] if limit else paths)]
+        if min_side:
+            dropped += sum(min(im.shape[:2]) < min_side for im in imgs)
+            imgs = [im for im in imgs if min(im.shape[:2]) >= min_side]
+        out += imgs
+    return out, dropped
+
+
 def gray_images(specs, data_root=None, min_side: int | None = None, limit: int | None = None):
     """Gray-protocol luma arrays of dataset specs ``name[:split]`` (e.g. ``"bsds500:train"``), for training.
 
@@ -258,13 +271,10 @@ def gray_images(specs, data_root=None, min_side: int | None = None, limit: int |
     first images of each spec. Returns ``(images, n_dropped)``.
     """
     from .images import read_gray
-    out, dropped = [], 0
-    for spec in specs:
-        name, _, split = spec.partition(":")
-        paths = image_paths(name, split or None, data_root=data_root)
-        imgs = [read_gray(p) for p in (paths[:limit] if limit else paths)]
-        if min_side:
-            dropped += sum(min(im.shape) < min_side for im in imgs)
-            imgs = [im for im in imgs if min(im.shape) >= min_side]
-        out += imgs
-    return out, dropped
+    return _training_images(specs, read_gray, data_root, min_side, limit)
+
+
+def rgb_images(specs, data_root=None, min_side: int | None = None, limit: int | None = None):
+    """RGB arrays (HxWx3 uint8) of dataset specs, for training the colour networks; otherwise as ``gray_images``."""
+    from .images import read_rgb
+    return _training_images(specs, read_rgb, data_root, min_side, limit)

@@ -11,7 +11,7 @@ import pandas as pd
 from . import data, protocols, published
 
 __all__ = ["EVAL_SETS", "NOT_REPRODUCED", "JPEG_ROW_ONLY", "VARIANTS", "TRANSCRIBED", "jpeg_summary", "jpeg_row_table", "cropped_jpeg_rows", "compare", "readable",
-           "method_table", "ints_or_blank", "convention_effects"]
+           "method_table", "ints_or_blank", "convention_effects", "on_curve"]
 
 TRANSCRIBED = "transcribed from the paper"
 
@@ -218,6 +218,26 @@ def method_table(printed: pd.DataFrame, jpeg_summary: pd.DataFrame, ours, qfs, p
         cells["diff"] = float("nan")
         cells["match"] = None
     return table, cells
+
+
+def on_curve(log: pd.DataFrame, steps: int, window: int = 1000) -> dict:
+    """Where a network taken at step ``steps`` sits on the validation curve of its training ``log``.
+
+    Returns ``val_step`` (the last validation point at or before ``steps``), ``val_ipsnr`` there,
+    ``best_val_ipsnr`` and its step over the whole log, ``slope_db_per_1000`` (``train.val_slope`` over the
+    ``window`` steps up to ``steps``) and ``flattened``: the slope is below ``train.FLAT_DB_PER_1000``
+    (None when there is no slope).
+    """
+    from .train import FLAT_DB_PER_1000, val_slope
+    v = log.dropna(subset=["val_ipsnr"])
+    upto = v[v.step <= steps]
+    slope = val_slope(log[log.step <= steps], window)
+    best = v.loc[v.val_ipsnr.idxmax()] if len(v) else None
+    return {"val_step": int(upto.step.iloc[-1]) if len(upto) else None,
+            "val_ipsnr": float(upto.val_ipsnr.iloc[-1]) if len(upto) else float("nan"),
+            "best_val_ipsnr": float(best.val_ipsnr) if best is not None else float("nan"),
+            "best_step": int(best.step) if best is not None else None,
+            "slope_db_per_1000": slope, "flattened": None if slope != slope else bool(slope < FLAT_DB_PER_1000)}
 
 
 def readable(table: pd.DataFrame, metrics=("psnr", "psnrb", "ssim"), labels=None) -> str:

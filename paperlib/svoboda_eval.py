@@ -302,7 +302,7 @@ def fig5_reading(crops: pd.DataFrame, all_qf: str = "10-60", n: int = 2000, seed
             d, lo, hi = diff(all_qf, best, int(q))
             parts.append(f"QF {q}: {margin_text(d, lo, hi, fmt='+.2f').replace('image-to-image', 'crop-to-crop')} "
                          f"vs the QF{best} network")
-        text += (f" The all-QF network minus the best specific network at each QF: " + "; ".join(parts)
+        text += (" The all-QF network minus the best specific network at each QF: " + "; ".join(parts)
                  + f"; its own gain ranges {means[all_qf].min():.2f}-{means[all_qf].max():.2f} dB over QF "
                  f"{min(means.index)}-{max(means.index)}.")
     return text

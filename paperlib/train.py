@@ -73,7 +73,7 @@ from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
            "data_manifest", "add_run_arguments",
-           "read_log", "read_manifest", "CHECKPOINT", "MANIFEST", "LOG"]
+           "read_log", "read_manifest", "val_slope", "FLAT_DB_PER_1000", "CHECKPOINT", "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
 
@@ -294,6 +294,23 @@ def read_log(out_dir):
     """``log.csv`` of a run as a pandas DataFrame (one row per step; ``val_*`` where validated)."""
     import pandas as pd
     return pd.read_csv(Path(out_dir) / LOG)
+
+
+# A validation curve has flattened when it gains less than this per 1000 steps (the fidelity issue's criterion
+# for stopping a CPU continuation).
+FLAT_DB_PER_1000 = 0.02
+
+
+def val_slope(log, window: int = 1000, column: str = "val_ipsnr") -> float:
+    """dB per 1000 steps that ``column`` gained over the last ``window`` steps of a training ``log``: the slope
+    of the least-squares line through the validation points in ``(last step - window, last step]``, times
+    1000. NaN with fewer than two validation points in the window."""
+    import numpy as np
+    v = log.dropna(subset=[column])
+    v = v[v.step > v.step.max() - window] if len(v) else v
+    if len(v) < 2:
+        return float("nan")
+    return float(np.polyfit(v.step.to_numpy(float), v[column].to_numpy(float), 1)[0] * 1000)
 
 
 def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, batch_fn: Callable,

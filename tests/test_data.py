@@ -140,3 +140,14 @@ def test_gray_images_for_training(toy):
     assert len(data.gray_images(["toy"], limit=1)[0]) == 1
     with pytest.raises(ValueError, match="unknown dataset"):
         data.gray_images(["nope:train"])
+
+
+def test_rgb_images_for_training(toy):
+    from PIL import Image
+    imgs, dropped = data.rgb_images(["toy:train", "toy:test"], min_side=8)
+    assert len(imgs) == 3 and dropped == 0 and all(im.dtype.name == "uint8" and im.shape[2] == 3 for im in imgs)
+    # the same files Pillow reads as RGB
+    first = data.image_paths("toy", "train")[0]
+    assert np.array_equal(imgs[0], np.asarray(Image.open(first).convert("RGB")))
+    imgs, dropped = data.rgb_images(["toy:train"], min_side=20)   # 16x24: the short side decides
+    assert imgs == [] and dropped == 2

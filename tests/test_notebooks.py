@@ -35,10 +35,10 @@ def test_cascnn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeyp
     out, names = run_notebook("cascnn.ipynb", {"train": True, "budget": "smoke", "qf": 20},
                               data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table2_live1", "table2_live1_cells", "table2_live1_per_image", "table2_ipsnr",
-                 "fig4_qf_sweep", "fig6_classic5", "fig6_classic5_matching", "throughput"):
+                 "fig4_qf_sweep", "fig6_classic5", "fig6_classic5_matching", "throughput", "validation_curves_data"):
         assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
     for stem in ("fig2_training_curves", "fig3_psnr_ssim_vs_bpp", "fig4_qf_generalisation", "fig5_lighthouse3",
-                 "fig6_classic5"):
+                 "fig6_classic5", "validation_curves"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     # the run went into out_dir/runs/ and finished
     run = out / "runs" / "cascnn-q20-smoke-seed0"
@@ -53,6 +53,9 @@ def test_cascnn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeyp
     for md in out.glob("*.md"):
         assert "SMOKE BUDGET" in md.read_text(), md.name
     assert "transcribed" in (out / "table2_live1.md").read_text()
+    # both exports of the run sit on its validation curve at or before the step they were taken at
+    curves = pd.read_csv(out / "validation_curves_data.csv")
+    assert len(curves) == 2 and (curves.val_step <= curves.steps).all()
     # Fig. 6: the Classic5 files are identified from their JPEG numbers
     matching = pd.read_csv(out / "fig6_classic5_matching.csv")
     assert matching.file.notna().all()

@@ -26,7 +26,7 @@ from paperlib import checkpoint as ckpt
 from paperlib import jpeg
 from paperlib.models.cascnn import BUDGETS, CASCNN, load_cascnn, make_step_fn, train_cascnn
 from paperlib.patches import PatchSampler, build_val_set
-from paperlib.train import CHECKPOINT, LOG, MANIFEST, Prefetcher, TrainConfig, read_log, train
+from paperlib.train import CHECKPOINT, LOG, MANIFEST, Prefetcher, TrainConfig, read_log, train, val_slope
 from synthetic import synthetic_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,3 +351,32 @@ def test_overfits_a_fixed_batch(tmp_path):
     out_mse = [r["out_mse"] for r in res.log]
     assert np.isfinite(out_mse).all()
     assert out_mse[-1] < 0.5 * out_mse[0], out_mse
+
+
+def test_val_slope_is_the_least_squares_line_through_the_window():
+    import pandas as pd
+    steps = np.arange(1, 4001)
+    val = np.where(steps % 250 == 0, 0.5 + 0.3 * steps / 1000, np.nan)      # +0.3 dB per 1000 steps exactly
+    log = pd.DataFrame({"step": steps, "val_ipsnr": val})
+    assert val_slope(log) == pytest.approx(0.3)
+    # a curve that is flat over the last 1000 steps but rose before: only the window counts
+    flat = np.where(steps > 3000, 1.0, 1.0 - (3000 - steps) / 1000)
+    log = pd.DataFrame({"step": steps, "val_ipsnr": np.where(steps % 250 == 0, flat, np.nan)})
+    assert abs(val_slope(log)) < 1e-12 < val_slope(log, window=4000)
+    # fewer than two validation points in the window: no slope
+    assert np.isnan(val_slope(log.iloc[:300]))
+
+
+def test_on_curve_places_a_checkpoint_on_its_validation_curve():
+    import pandas as pd
+
+    from paperlib.reproduce import on_curve
+    steps = np.arange(1, 3001)
+    val = np.where(steps % 250 == 0, np.minimum(steps, 2000) / 1000, np.nan)   # rises 1 dB/1000 steps, flat after 2000
+    log = pd.DataFrame({"step": steps, "val_ipsnr": val})
+    mid = on_curve(log, 1600)              # an export taken mid-run (e.g. the end of an MS phase)
+    assert mid["val_step"] == 1500 and mid["val_ipsnr"] == pytest.approx(1.5)
+    assert mid["slope_db_per_1000"] == pytest.approx(1.0) and mid["flattened"] is False
+    end = on_curve(log, 3000)
+    assert end["flattened"] is True and end["best_val_ipsnr"] == pytest.approx(2.0) and end["best_step"] == 2000
+    assert on_curve(log.iloc[:100], 100)["flattened"] is None

@@ -406,7 +406,6 @@ def _main(argv=None):
 
     from .. import checkpoint as ckpt
     from .. import data
-    from ..images import read_rgb
     from ..train import add_run_arguments
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
@@ -430,14 +429,7 @@ def _main(argv=None):
     over = {"steps": a.steps, "critic_start": min(b.critic_start, a.steps)} if a.steps else {}
 
     def load(specs):
-        if a.gray:
-            return data.gray_images(specs, a.data_root, min_side=b.crop)
-        imgs = []
-        for spec in specs:
-            name, _, split = spec.partition(":")
-            imgs += [read_rgb(p) for p in data.image_paths(name, split or None, data_root=a.data_root)]
-        kept = [im for im in imgs if min(im.shape[:2]) >= b.crop]
-        return kept, len(imgs) - len(kept)
+        return (data.gray_images if a.gray else data.rgb_images)(specs, a.data_root, min_side=b.crop)
 
     train_images, small = load(a.train)
     if small:

@@ -597,7 +597,6 @@ def _main(argv=None):
 
     from .. import checkpoint as ckpt
     from .. import data
-    from ..images import read_rgb
     from ..train import add_run_arguments, parse_qf
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
@@ -620,12 +619,7 @@ def _main(argv=None):
     b = get_budget(a.budget)
 
     def load(specs):
-        imgs = []
-        for spec in specs:
-            name, _, split = spec.partition(":")
-            imgs += [read_rgb(p) for p in data.image_paths(name, split or None, data_root=a.data_root)]
-        kept = [im for im in imgs if min(im.shape[:2]) >= b.crop]
-        return kept, len(imgs) - len(kept)
+        return data.rgb_images(specs, a.data_root, min_side=b.crop)
 
     train_images, small = load(a.train)
     if small:

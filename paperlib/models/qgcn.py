@@ -415,7 +415,6 @@ def _main(argv=None):
     a = ap.parse_args(argv)
 
     from .. import data
-    from ..images import read_rgb
 
     b = get_budget(a.budget)
     over = {k: v for k, v in (("steps", a.steps), ("n_res", a.n_res), ("hard_start", a.hard_start)) if v}
@@ -423,14 +422,7 @@ def _main(argv=None):
         over["hard_start"] = min(b.hard_start, a.steps)
 
     def load(specs):
-        if a.gray:
-            return data.gray_images(specs, a.data_root, min_side=b.crop)
-        imgs = []
-        for spec in specs:
-            name, _, split = spec.partition(":")
-            imgs += [read_rgb(p) for p in data.image_paths(name, split or None, data_root=a.data_root)]
-        kept = [im for im in imgs if min(im.shape[:2]) >= b.crop]
-        return kept, len(imgs) - len(kept)
+        return (data.gray_images if a.gray else data.rgb_images)(specs, a.data_root, min_side=b.crop)
 
     train_images, small = load(a.train)
     if small:
