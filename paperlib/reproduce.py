@@ -6,12 +6,14 @@ our numbers, rounds ours to the printed precision and flags each cell.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import data, protocols, published
 
 __all__ = ["EVAL_SETS", "NOT_REPRODUCED", "JPEG_ROW_ONLY", "VARIANTS", "TRANSCRIBED", "jpeg_summary", "jpeg_row_table", "cropped_jpeg_rows", "compare", "readable",
-           "method_table", "ints_or_blank", "convention_effects", "on_curve"]
+           "method_table", "ints_or_blank", "convention_effects", "on_curve",
+           "validation_curves", "curves_reading"]
 
 TRANSCRIBED = "transcribed from the paper"
 
@@ -238,6 +240,47 @@ def on_curve(log: pd.DataFrame, steps: int, window: int = 1000) -> dict:
             "best_val_ipsnr": float(best.val_ipsnr) if best is not None else float("nan"),
             "best_step": int(best.step) if best is not None else None,
             "slope_db_per_1000": slope, "flattened": None if slope != slope else bool(slope < FLAT_DB_PER_1000)}
+
+
+def validation_curves(runs: dict, title: str = "", window: int = 1000):
+    """Every network's validation curve and where its weights were taken on it.
+
+    ``runs``: ``{network: (training log, step its weights were taken at)}``. Returns ``(table, figure)``:
+    one ``on_curve`` row per network, and the curves (validation IPSNR over JPEG against step) with a
+    marker at each network's last validation point at or before its step.
+    """
+    import matplotlib.pyplot as plt
+    rows = [{"network": name, "steps": int(steps), **on_curve(log, int(steps), window)}
+            for name, (log, steps) in runs.items()]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for r, color in zip(rows, plt.cm.turbo(np.linspace(0.05, 0.95, max(1, len(rows))))):
+        v = runs[r["network"]][0].dropna(subset=["val_ipsnr"])
+        ax.plot(v.step, v.val_ipsnr, "-", color=color, lw=1)
+        if r["val_step"] is not None:
+            ax.plot([r["val_step"]], [r["val_ipsnr"]], "o", color=color, mec="k", ms=5,
+                    label=f"{r['network']} (step {r['steps']})")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("training step (a network initialised from another counts its own steps)")
+    ax.set_ylabel("validation IPSNR over JPEG (dB)")
+    ax.legend(fontsize=6, ncol=1 + len(rows) // 12, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return pd.DataFrame(rows, columns=["network", "steps", "val_step", "val_ipsnr", "best_val_ipsnr", "best_step",
+                                       "slope_db_per_1000", "flattened"]), fig
+
+
+def curves_reading(table: pd.DataFrame) -> str:
+    """One computed sentence on a ``validation_curves`` table: which networks were still climbing."""
+    from .train import FLAT_DB_PER_1000
+    climbing = table[table.flattened.eq(False)]
+    text = (f"**Reading (computed).** {len(climbing)} of {len(table)} networks were still climbing when their weights "
+            f"were taken (at least {FLAT_DB_PER_1000} dB per 1,000 steps over the 1,000 steps before)")
+    text += (": " + ", ".join(f"{r.network} {r.slope_db_per_1000:+.2f}" for r in climbing.itertuples())
+             + " dB per 1,000 steps." if len(climbing) else ".")
+    if table.flattened.isna().any():
+        text += (f" {int(table.flattened.isna().sum())} have fewer than two validation points in that window: "
+                 "no slope.")
+    return text
 
 
 def readable(table: pd.DataFrame, metrics=("psnr", "psnrb", "ssim"), labels=None) -> str:

@@ -68,15 +68,17 @@ def test_svoboda_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkey
     out, names = run_notebook("svoboda.ipynb", {"train": True, "budget": "smoke"}, data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table3_live1", "table3_live1_cells", "table4_bsds500_val", "table5_objectives_live1",
                  "table5_objectives_live1_cells", "tables34_ipsnr", "tables_per_image", "fig5_qf_sweep",
-                 "fig6_training_curves_data", "fig7_filter_stats", "speed"):
+                 "fig6_training_curves_data", "fig7_filter_stats", "speed", "validation_curves_data"):
         assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
-    for stem in ("fig5_qf_generalisation", "fig6_training_curves", "fig7_filters"):
+    for stem in ("fig5_qf_generalisation", "fig6_training_curves", "fig7_filters", "validation_curves"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     assert not any(n.startswith("fig8") for n in names)        # needs the data-size networks: skipped, not faked
     # the runs went into out_dir/runs/ and finished (the default qf is 10)
     for name in ("l4-direct-q10", "l4-sobel-q10", "l4-residual-q10", "l8-residual-q10"):
         run = out / "runs" / f"{name}-smoke-seed0"
         assert (run / f"{name[:2].upper()}_fp16.pt").is_file(), name
+    curves = pd.read_csv(out / "validation_curves_data.csv")     # the four networks of this run on their curves
+    assert len(curves) == 4 and (curves.val_step <= curves.steps).all()
     t3 = pd.read_csv(out / "table3_live1.csv", dtype=str, keep_default_na=False)
     assert list(t3.method) == ["JPEG", "spp", "SA-DCT", "AR-CNN", "L4 residual (ours)", "L8 residual (ours)"]
     l4 = t3[t3.method == "L4 residual (ours)"].iloc[0]
@@ -104,10 +106,10 @@ def test_qgcn_notebook_smoke_trains_and_evaluates(data_root, tmp_path, monkeypat
     out, names = run_notebook("qgcn.ipynb", {"train": True, "budget": "smoke"}, data_root, tmp_path, monkeypatch)
     for stem in ("networks", "table2_color", "table2_color_cells", "table2_ipsnr", "table2_per_image", "table3_gray",
                  "table3_gray_cells", "table3_ipsnr", "ordering", "qgcn_vs_jpeg", "fig6_qf_sweep", "fig7_monarch_scores",
-                 "fig8_nres", "fig9_resolution_data", "fig10_patch_size_data"):
+                 "fig8_nres", "fig9_resolution_data", "fig10_patch_size_data", "validation_curves_data"):
         assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
     for stem in ("fig6_generalisation", "fig7_monarch", "fig8_nres_stability", "fig9_resolution", "fig10_patch_size",
-                 "real_jpeg"):
+                 "real_jpeg", "validation_curves"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     # the runs went into out_dir/runs/ and finished
     for name in ("qgcn-color", "qcn-color", "edsr-color", "qgcn-gray"):

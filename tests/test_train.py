@@ -380,3 +380,21 @@ def test_on_curve_places_a_checkpoint_on_its_validation_curve():
     end = on_curve(log, 3000)
     assert end["flattened"] is True and end["best_val_ipsnr"] == pytest.approx(2.0) and end["best_step"] == 2000
     assert on_curve(log.iloc[:100], 100)["flattened"] is None
+
+
+def test_validation_curves_table_and_reading():
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from paperlib.reproduce import curves_reading, validation_curves
+    steps = np.arange(1, 3001)
+    rising = pd.DataFrame({"step": steps, "val_ipsnr": np.where(steps % 250 == 0, steps / 1000, np.nan)})
+    flat = pd.DataFrame({"step": steps, "val_ipsnr": np.where(steps % 250 == 0, 0.7, np.nan)})
+    table, fig = validation_curves({"a": (rising, 3000), "b": (flat, 3000), "a-ms": (rising, 120)})
+    assert list(table.network) == ["a", "b", "a-ms"]
+    assert table.flattened.tolist() == [False, True, None]
+    assert table.val_step.iloc[2] is None or np.isnan(table.val_step.iloc[2])   # no validation point before 120
+    text = curves_reading(table)
+    assert "1 of 3 networks were still climbing" in text and "a +1.00" in text and "1 have fewer" in text
+    assert len(fig.axes[0].lines) == 2 + 2 + 1 + 1          # three curves, two markers, the zero line
