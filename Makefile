@@ -40,6 +40,7 @@ check-figures: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_recipes.py
 	$(BIN)/python benchmarks/bench_large_photo.py
 	$(BIN)/python benchmarks/bench_diffjpeg.py
 	$(BIN)/python benchmarks/bench_notebooks.py --tests

@@ -39,6 +39,8 @@ What the loop does, and nothing more:
   and the RNG are functions of the step number, and the rest is in the file;
 * budgets: ``steps`` (the schedule's length), ``stop_at_step`` and
   ``time_budget_s`` (stop early, checkpoint, resumable);
+* Ctrl-C or SIGTERM: the step in flight finishes, a checkpoint is written and
+  ``Interrupted`` is raised (the recipes' command lines print one line, exit 130);
 * distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) models are wrapped in
   DDP (gloo on CPU, nccl on CUDA); each rank's ``batch_fn`` makes its own shard;
   rank 0 validates and writes files.
@@ -54,7 +56,9 @@ import json
 import os
 import platform
 import queue
+import signal
 import subprocess
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -73,7 +77,8 @@ from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
            "data_manifest", "add_run_arguments",
-           "read_log", "read_manifest", "val_slope", "FLAT_DB_PER_1000", "CHECKPOINT", "MANIFEST", "LOG"]
+           "read_log", "read_manifest", "val_slope", "FLAT_DB_PER_1000", "Interrupted", "run_main", "CHECKPOINT",
+           "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
 
@@ -296,6 +301,44 @@ def read_log(out_dir):
     return pd.read_csv(Path(out_dir) / LOG)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after finishing its step and saving a checkpoint."""
+
+
+class _GracefulStop:
+    """While training: the first SIGINT/SIGTERM asks the loop to stop after the step in flight (with a checkpoint,
+    so nothing is lost); a second one stops at once (the step in flight is lost, the last checkpoint stays).
+    Signal handlers can only be set in the main thread; elsewhere this does nothing."""
+
+    def __init__(self, name: str):
+        self.name, self.received, self.previous = name, None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        tqdm.write(f"{self.name}: {self.received}: stopping after this step, with a checkpoint (again: stop at once)")
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_main(main: Callable) -> None:
+    """A recipe's command line: a run stopped by Ctrl-C or SIGTERM ends with one line and exit status 130."""
+    try:
+        main()
+    except Interrupted as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 # A validation curve has flattened when it gains less than this per 1000 steps (the fidelity issue's criterion
 # for stopping a CPU continuation).
 FLAT_DB_PER_1000 = 0.02
@@ -413,6 +456,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
                desc=f"{out.name} [{precision}]", unit="step")
     end = cfg.steps if cfg.stop_at_step is None else max(start, min(cfg.steps, cfg.stop_at_step))
     batches = Prefetcher(batch_fn, range(start, end), cfg.prefetch)
+    graceful = _GracefulStop(out.name).__enter__()
     try:
         for m in models.values():
             m.train()
@@ -435,7 +479,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
             chunk["wait_s"] += wait_s
             chunk["patches"] += n
             step += 1
-            stop = step < cfg.steps and (step >= end or (
+            stop = step < cfg.steps and (step >= end or graceful.received is not None or (
                 cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s))
             losses = {k: float(v) for k, v in losses.items()}
             if world > 1:  # log the mean over ranks; every rank must stop at the same step
@@ -458,8 +502,12 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
                 break
             tick = time.perf_counter()
     finally:
+        graceful.__exit__()
         batches.close()
         bar.close()
+    if graceful.received is not None and step < cfg.steps:
+        raise Interrupted(f"{out}: stopped by {graceful.received} at step {step} of {cfg.steps}, checkpoint saved; "
+                          "run the same command again to resume")
 
     if not saved["manifest"] and main and (out / MANIFEST).exists():  # nothing left to do on resume
         saved["manifest"] = json.loads((out / MANIFEST).read_text())

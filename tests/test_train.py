@@ -398,3 +398,34 @@ def test_validation_curves_table_and_reading():
     text = curves_reading(table)
     assert "1 of 3 networks were still climbing" in text and "a +1.00" in text and "1 have fewer" in text
     assert len(fig.axes[0].lines) == 2 + 2 + 1 + 1          # three curves, two markers, the zero line
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path):
+    """SIGINT in the middle of step 3 (ckpt_every=0: no periodic checkpoint): the step finishes, the checkpoint
+    holds step 3, Interrupted is raised, and resuming gives the uninterrupted run's weights."""
+    from paperlib.models import cascnn as cascnn_module
+    from paperlib.train import Interrupted
+    real = cascnn_module.make_step_fn
+
+    def step_fn_that_is_interrupted(*a, **k):
+        inner = real(*a, **k)
+
+        def step_fn(nets, opts, batch, step, ctx):
+            if step == 2:                              # 0-based: the third step
+                os.kill(os.getpid(), signal.SIGINT)    # delivered to the main thread, between bytecodes
+            return inner(nets, opts, batch, step, ctx)
+        return step_fn
+
+    previous = signal.getsignal(signal.SIGINT)
+    cascnn_module.make_step_fn = step_fn_that_is_interrupted
+    try:
+        with pytest.raises(Interrupted, match="stopped by SIGINT at step 3 of 6"):
+            tiny_run(tmp_path / "b", ckpt_every=0)
+    finally:
+        cascnn_module.make_step_fn = real
+    assert signal.getsignal(signal.SIGINT) is previous              # the handler is put back
+    assert ckpt.load(tmp_path / "b" / CHECKPOINT)["step"] == 3
+    rest = tiny_run(tmp_path / "b")
+    straight = tiny_run(tmp_path / "a")
+    assert rest.finished and state_equal(straight.models["cascnn"].state_dict(), rest.models["cascnn"].state_dict())
+    assert losses(straight.log) == losses(rest.log)

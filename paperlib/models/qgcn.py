@@ -442,4 +442,5 @@ def _main(argv=None):
 
 
 if __name__ == "__main__":
-    _main()
+    from ..train import run_main
+    run_main(_main)
