@@ -24,7 +24,7 @@ import torch
 from . import atomic
 
 __all__ = ["save_atomic", "write_text_atomic", "write_json_atomic", "load", "sha256",
-           "export_fp16", "load_fp16", "load_weights", "publish", "FP16_FORMAT", "COMMITTED"]
+           "export_fp16", "load_fp16", "load_weights", "load_model", "publish", "FP16_FORMAT", "COMMITTED"]
 
 FP16_FORMAT = "paperlib-fp16-v1"
 COMMITTED = Path(__file__).resolve().parent.parent / "checkpoints"   # the project's own networks (paperlib.zoo)
@@ -101,6 +101,16 @@ def load_weights(path, key: str) -> tuple[dict, dict | None]:
     man = path.with_name("manifest.json")
     kwargs = json.loads(man.read_text()).get("model", {}).get("kwargs") if man.exists() else None
     return sd, kwargs
+
+
+def load_model(path, key: str, build, device="cpu"):
+    """``build(**kwargs)`` with the float32 weights of ``path`` (``load_weights``), on ``device``, in eval mode."""
+    sd, kwargs = load_weights(path, key)
+    if kwargs is None:
+        raise ValueError(f"{path}: no model kwargs (no fp16 meta and no manifest.json beside it)")
+    net = build(**kwargs)
+    net.load_state_dict(sd)
+    return net.to(device).eval()
 
 
 def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=None) -> Path:

@@ -104,10 +104,7 @@ def _provenance(meta: dict, weights_meta: dict, base: dict) -> dict:
 
 def net_provenance(name: str) -> dict:
     """Budget, steps, data, objective, P's feature network, X̄ for SM, device and wall time of a committed network."""
-    from .checkpoint import load_fp16
-    meta = zoo.info(name)
-    wmeta = load_fp16(zoo.CHECKPOINT_DIR / meta["file"])[1] if meta.get("file") else {}
-    return _provenance(meta, wmeta, zoo.network_provenance(name))
+    return _provenance(zoo.info(name), zoo.weights_meta(name), zoo.network_provenance(name))
 
 
 def run_provenance(run_dir) -> dict:

@@ -17,7 +17,8 @@ from . import checkpoint as ckpt
 from . import models
 from .checkpoint import COMMITTED as CHECKPOINT_DIR
 
-__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "log", "filters", "provenance", "network_provenance"]
+__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "log", "filters", "provenance", "network_provenance",
+           "weights_meta"]
 
 
 def names() -> list:
@@ -92,8 +93,12 @@ def provenance(meta: dict, weights_meta: dict | None = None) -> dict:
             "init_from": str(init)}
 
 
+def weights_meta(name: str) -> dict:
+    """The meta stored inside the weights file of ``name`` (``checkpoint.load_fp16``); empty for a log-only entry."""
+    meta = info(name)
+    return ckpt.load_fp16(CHECKPOINT_DIR / meta["file"])[1] if meta.get("file") else {}
+
+
 def network_provenance(name: str) -> dict:
     """``provenance`` of the committed network ``name`` (its manifest and the meta inside its weights file)."""
-    meta = info(name)
-    weights_meta = ckpt.load_fp16(CHECKPOINT_DIR / meta["file"])[1] if meta.get("file") else None
-    return provenance(meta, weights_meta)
+    return provenance(info(name), weights_meta(name))

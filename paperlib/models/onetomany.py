@@ -389,12 +389,7 @@ def train_onetomany(kind: str, qf: int, train_images, out_dir, budget="cpu", *, 
 def load_onetomany(path, device="cpu") -> ProposalNet:
     """A ProposalNet (float32, eval mode) from an ``export_fp16`` file or a training checkpoint + manifest."""
     from .. import checkpoint as ckpt
-    sd, kwargs = ckpt.load_weights(path, "G")
-    if kwargs is None:
-        raise ValueError(f"{path}: no model kwargs (no fp16 meta and no manifest.json beside it)")
-    net = ProposalNet(**kwargs)
-    net.load_state_dict(sd)
-    return net.to(device).eval()
+    return ckpt.load_model(path, "G", ProposalNet, device)
 
 
 def _main(argv=None):

@@ -579,12 +579,7 @@ def project(images, coefs, margin: float = PROJECTION_MARGIN, iterations: int = 
 def load_posterior(path, device="cpu") -> PosteriorNet:
     """A PosteriorNet (float32, eval mode) from an ``export_fp16`` file or a training checkpoint (its EMA generator)."""
     from .. import checkpoint as ckpt
-    sd, kwargs = ckpt.load_weights(path, "G_ema")
-    if kwargs is None:
-        raise ValueError(f"{path}: no model kwargs (no fp16 meta and no manifest.json beside it)")
-    net = PosteriorNet(**kwargs)
-    net.load_state_dict(sd)
-    return net.to(device).eval()
+    return ckpt.load_model(path, "G_ema", PosteriorNet, device)
 
 
 def _main(argv=None):

@@ -206,12 +206,7 @@ def EDSR(channels: int = 3, n_res: int = 32, **kw) -> QGCNNet:
 
 def load_qgcn(path, device="cpu") -> QGCNNet:
     """A QGCN/QCN/EDSR (float32, eval mode) from an ``export_fp16`` file or a training checkpoint + manifest."""
-    sd, kwargs = ckpt.load_weights(path, "qgcn")
-    if kwargs is None:
-        raise ValueError(f"{path}: no model kwargs (no fp16 meta and no manifest.json beside it)")
-    net = QGCNNet(**kwargs)
-    net.load_state_dict(sd)
-    return net.to(device).eval()
+    return ckpt.load_model(path, "qgcn", QGCNNet, device)
 
 
 # ---------------------------------------------------------------------------------------------
