@@ -10,8 +10,9 @@ network) is stored under the sha256 of everything it depends on:
 * the network's weights and architecture (``model_digest``: its class, kwargs and every
   tensor of its state dict), so a retrained or changed checkpoint misses,
 * the source code that computes the row (``code_digest`` of the modules involved: the
-  codec, the metrics, the protocols, the restorer and the network's own module), so a
-  change to any of them misses.
+  codec, the metrics, the protocols and the restorer; ``forward_digest`` of the network: the
+  classes it is built of and the functions they call), so a change to any of them misses,
+  while an edit elsewhere in a network's module (its training recipe, its command line) does not.
 
 Entries live under the user cache (``$PAPERLIB_CACHE/results``, see ``paperlib.data``),
 are written atomically (JSON, plus a compressed ``.npz`` for a kept image) and are never
@@ -27,6 +28,8 @@ import inspect
 import io
 import json
 import os
+import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,7 +38,7 @@ import torch
 
 from . import atomic
 
-__all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "key", "load", "store"]
+__all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "forward_digest", "key", "load", "store"]
 
 ENV_OFF = "PAPERLIB_NO_CACHE"
 
@@ -83,6 +86,40 @@ def code_digest(*parts: str) -> str:
             h.update(inspect.getsource(obj).encode())
         except (OSError, TypeError):   # no source (e.g. a class defined interactively): never shared across runs
             h.update(os.urandom(16))
+    return h.hexdigest()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ours(obj) -> bool:
+    """Defined in a file of this repository (the package or its tests), not in torch or another library."""
+    try:
+        path = Path(inspect.getsourcefile(obj)).resolve()
+    except (TypeError, OSError):
+        return False
+    return path.is_relative_to(ROOT) and "site-packages" not in path.parts   # a virtualenv inside the clone
+
+
+def forward_digest(model) -> str:
+    """sha256 of the code a network's forward pass can run: the source of every class in ``model.modules()``
+    and, followed name by name, of the functions and classes of this repository that those sources use
+    (torch's own layers count through ``torch.__version__``). Module-level constants are not followed."""
+    h = hashlib.sha256(f"torch {torch.__version__}".encode())
+    todo = [type(m) for m in model.modules()]
+    seen = set()
+    while todo:
+        obj = todo.pop()
+        if obj in seen or not _ours(obj):
+            continue
+        seen.add(obj)
+        src = inspect.getsource(obj)
+        h.update(f"{obj.__module__}:{obj.__qualname__}\n{src}".encode())
+        mod = sys.modules.get(obj.__module__)
+        for name in sorted(set(re.findall(r"[A-Za-z_]\w*", src))):
+            v = getattr(mod, name, None)
+            if (inspect.isfunction(v) or inspect.isclass(v)) and v not in seen:
+                todo.append(v)
     return h.hexdigest()
 
 

@@ -34,7 +34,7 @@ def _protocol(protocol):
     return protocols.get(protocol) if isinstance(protocol, str) else protocol
 
 
-# What a restored row runs, besides protocols.CODE and the network's module
+# What a restored row runs, besides protocols.CODE and the network's own code (cache.forward_digest)
 RESTORE_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "paperlib.evaluation:_restored_rows")
 
 
@@ -53,7 +53,7 @@ def _restored_rows(restorer, protocol, refs: list, qf: int, seed: int, keep: set
     if restorer is not None:
         model = restorer.model
         extra = {"model": cache.model_digest(model), "seed": seed if restorer.stochastic else None,
-                 "restore_code": cache.code_digest(*RESTORE_CODE, type(model).__module__)}
+                 "restore_code": cache.code_digest(*RESTORE_CODE), "model_code": cache.forward_digest(model)}
         if samples is not None:
             extra.update(samples=int(samples), sampling_code=cache.code_digest(*SAMPLING_CODE))
     keys = [protocols.cache_key(protocol, ref, qf, **extra) for ref in refs]

@@ -92,3 +92,52 @@ def test_jpeg_rows_are_cached_and_off_writes_nothing(fresh_cache, tmp_path, monk
     c = protocols.evaluate(paths, [10, 20], "gray", progress=False)
     assert len(list(fresh_cache.rglob("*.json"))) == n_files              # nothing read or written
     pd.testing.assert_frame_equal(a[a.qf == 10].reset_index(drop=True), c[c.qf == 10].reset_index(drop=True))
+
+
+NETMOD = '''
+import torch
+
+
+def helper(x):
+    return x * {factor}
+
+
+def train_it():          # a recipe's training code: not run by forward
+    return {unrelated}
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return helper(self.conv(x))
+'''
+
+
+def test_forward_digest_follows_what_forward_runs(tmp_path, monkeypatch):
+    """Editing a network module's training code keeps its cached rows; editing what its forward calls misses."""
+    import importlib
+    import linecache
+    import sys
+    monkeypatch.setattr(cache, "ROOT", tmp_path)          # the temporary module counts as this repository's code
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = tmp_path / "netmod_for_digest.py"
+
+    def digest(factor, unrelated):
+        src.write_text(NETMOD.format(factor=factor, unrelated=unrelated))
+        importlib.invalidate_caches()
+        linecache.clearcache()                            # a rewrite within one mtime tick must be read again
+        mod = importlib.reload(sys.modules["netmod_for_digest"]) if "netmod_for_digest" in sys.modules else \
+            importlib.import_module("netmod_for_digest")
+        return cache.forward_digest(mod.Net())
+
+    try:
+        base = digest(2, 1)
+        assert digest(2, 7) == base                       # only the training code changed
+        assert digest(3, 1) != base                       # the helper forward calls changed
+    finally:
+        sys.modules.pop("netmod_for_digest", None)
+    # the committed networks: their own classes are followed, torch's layers are not read
+    assert cache.forward_digest(CASCNN(width=8)) == cache.forward_digest(CASCNN(width=16))
