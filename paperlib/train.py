@@ -77,7 +77,7 @@ from .patches import derive_seed
 
 __all__ = ["TrainConfig", "TrainResult", "StepContext", "train", "init_distributed", "Prefetcher", "check_resume",
            "data_manifest", "add_run_arguments",
-           "read_log", "read_manifest", "val_slope", "FLAT_DB_PER_1000", "Interrupted", "run_main", "CHECKPOINT",
+           "read_log", "read_manifest", "val_slope", "FLAT_DB_PER_1000", "Interrupted", "run_main", "pick_budget", "CHECKPOINT",
            "MANIFEST", "LOG"]
 
 CHECKPOINT, MANIFEST, LOG = "checkpoint.pt", "manifest.json", "log.csv"
@@ -328,6 +328,15 @@ class _GracefulStop:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def pick_budget(budget, budgets: dict):
+    """A recipe's budget: ``budgets[budget]`` for a name, the object itself when it is already a budget."""
+    if not isinstance(budget, str):
+        return budget
+    if budget not in budgets:
+        raise ValueError(f"unknown budget {budget!r}; one of {sorted(budgets)}")
+    return budgets[budget]
 
 
 def run_main(main: Callable) -> None:

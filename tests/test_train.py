@@ -429,3 +429,13 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path):
     straight = tiny_run(tmp_path / "a")
     assert rest.finished and state_equal(straight.models["cascnn"].state_dict(), rest.models["cascnn"].state_dict())
     assert losses(straight.log) == losses(rest.log)
+
+
+def test_pick_budget_by_name_or_object():
+    from paperlib.models import onetomany, posterior, qgcn
+    from paperlib.train import pick_budget
+    for recipe in (qgcn, onetomany, posterior):
+        assert recipe.get_budget("cpu") is recipe.BUDGETS["cpu"]
+        assert recipe.get_budget(recipe.BUDGETS["smoke"]) is recipe.BUDGETS["smoke"]
+    with pytest.raises(ValueError, match="unknown budget 'nope'; one of \\['a'\\]"):
+        pick_budget("nope", {"a": 1})

@@ -217,11 +217,8 @@ class Losses:
 
 
 def get_budget(budget) -> Budget:
-    if isinstance(budget, Budget):
-        return budget
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; one of {sorted(BUDGETS)}")
-    return BUDGETS[budget]
+    from ..train import pick_budget
+    return pick_budget(budget, BUDGETS)
 
 
 def diversity_term(g, jpg: torch.Tensor, tau: float) -> torch.Tensor:

@@ -255,11 +255,8 @@ VAL_QFS = (10, 20, 30, 40, 50)
 
 
 def get_budget(budget) -> Budget:
-    if isinstance(budget, Budget):
-        return budget
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; one of {sorted(BUDGETS)}")
-    return BUDGETS[budget]
+    from ..train import pick_budget
+    return pick_budget(budget, BUDGETS)
 
 
 def make_step_fn():
