@@ -7,11 +7,13 @@ noise added so it has detail at every scale, saved by Pillow at QF 30 (colour 4:
 copy for the gray networks). Each restore runs in its own process (the CLI exactly as a user runs
 it: tiles of 512 with each family's receptive-field halo); its peak resident memory is that
 process's ``ru_maxrss``. Writes ``figures/benchmarks/large_photo.{csv,md}`` with the CPU named.
-Goal (the trust issue): under 4 GB for every family.
+Goal (the trust issue): under 4 GB for every family. With ``--models A B``, only those rows are
+measured again; the other rows of an existing table are kept (each row names its CPU).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +28,7 @@ from PIL import Image
 from paperlib import data, machine, report, zoo
 
 MODELS = {"cascnn-q20": "gray", "l4-residual-q20": "gray", "l8-residual-q20": "gray", "qgcn-color": "color",
-          "edsr-color": "color", "qgcn-gray": "gray"}
+          "edsr-color": "color", "qgcn-gray": "gray", "onetomany-gray-q5": "gray", "posterior-color": "color"}
 WRAPPER = ("import resource, sys; from paperlib import cli; rc = cli.main(sys.argv[1:]); "
            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
 
@@ -60,19 +62,28 @@ def main():
                 continue
             kind = MODELS.get(name, "color")
             dst = Path(tmp) / f"{name}.png"
+            load = os.getloadavg()[0]   # other work on the machine while it ran (1-minute load average)
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", WRAPPER, "restore", str(files[kind]), str(dst),
-                                   "--model", name, "--force"], capture_output=True, text=True)
+                                   "--model", name, "--force"], check=False, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             peak = next((int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_KB")), None)
             rows.append({"model": name, "family": zoo.info(name)["arch"], "input": f"{kind} {a.width}x{a.height} QF30",
                          "wall_s": wall, "peak_rss_gb": peak / 2 ** 20 if peak else float("nan"),
                          "under_4gb": bool(peak and peak / 2 ** 20 < 4), "exit_status": proc.returncode,
-                         "cpu": cpu, "threads": torch.get_num_threads(),
+                         "cpu": cpu, "threads": torch.get_num_threads(), "load_before": load,
                          "note": "" if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1]})
             print(rows[-1], flush=True)
     out = report.figures_dir("benchmarks", a.out)
-    report.save_table(pd.DataFrame(rows), out, "large_photo",
+    table = pd.DataFrame(rows)
+    old = out / "large_photo.csv"
+    if old.is_file():
+        kept = pd.read_csv(old)
+        kept = kept[~kept["model"].isin(table["model"])]
+        order = {name: i for i, name in enumerate(MODELS)}
+        table = pd.concat([kept, table], ignore_index=True)
+        table = table.sort_values("model", key=lambda s: s.map(lambda m: order.get(m, len(order))), kind="stable")
+    report.save_table(table, out, "large_photo",
                       f"`python -m paperlib restore` on a {a.width}x{a.height} JPEG (QF 30; BSDS500 test 100007 "
                       f"resized, fine noise added), one process per model, peak RSS of that process, on {cpu} "
                       "(benchmarks/bench_large_photo.py). Goal: under 4 GB for every family.", floatfmt=".2f")

@@ -31,7 +31,7 @@ from paperlib.models import cascnn, onetomany, posterior, qgcn, svoboda
 
 def recipes(gray, rgb):
     """name -> (function that trains ``steps`` steps into a folder, its budget)."""
-    kw = dict(progress=False, val_images=None)
+    kw = {"progress": False, "val_images": None}
     return {
         "CAS-CNN, QF 20": (lambda out, n: cascnn.train_cascnn(20, gray, out, "cpu", steps=n, **kw), cascnn.BUDGETS["cpu"]),
         "L4 residual, QF 20": (lambda out, n: svoboda.train_svoboda("L4", "residual", 20, gray, out, "cpu", steps=n, **kw),

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,11 +60,28 @@ def digest_array(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
+_MODEL_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def model_digest(model) -> str:
-    """sha256 of a network's class, kwargs and every tensor of its state dict (bytes, dtype, shape)."""
+    """sha256 of a network's class, kwargs and every tensor of its state dict (bytes, dtype, shape).
+
+    Remembered per network object while no tensor of it changes (each tensor's storage and in-place
+    version counter are compared), so evaluating image after image hashes the weights once."""
+    state = model.state_dict()
+    stamp = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for name, t in state.items())
+    known = _MODEL_DIGESTS.get(model)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    digest = _model_digest(model, state)
+    _MODEL_DIGESTS[model] = (stamp, digest)
+    return digest
+
+
+def _model_digest(model, state) -> str:
     h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
     h.update(json.dumps(getattr(model, "kwargs", None), sort_keys=True, default=str).encode())
-    for name, t in model.state_dict().items():
+    for name, t in state.items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -104,9 +122,15 @@ def _ours(obj) -> bool:
 def forward_digest(model) -> str:
     """sha256 of the code a network's forward pass can run: the source of every class in ``model.modules()``
     and, followed name by name, of the functions and classes of this repository that those sources use
-    (torch's own layers count through ``torch.__version__``). Module-level constants are not followed."""
+    (torch's own layers count through ``torch.__version__``). Module-level constants are not followed.
+    Computed once per process for each sequence of classes (the code a process runs does not change)."""
+    return _classes_digest(tuple(type(m) for m in model.modules()))
+
+
+@lru_cache(maxsize=None)
+def _classes_digest(classes: tuple) -> str:
     h = hashlib.sha256(f"torch {torch.__version__}".encode())
-    todo = [type(m) for m in model.modules()]
+    todo = list(classes)
     seen = set()
     while todo:
         obj = todo.pop()

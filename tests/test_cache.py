@@ -141,3 +141,20 @@ def test_forward_digest_follows_what_forward_runs(tmp_path, monkeypatch):
         sys.modules.pop("netmod_for_digest", None)
     # the committed networks: their own classes are followed, torch's layers are not read
     assert cache.forward_digest(CASCNN(width=8)) == cache.forward_digest(CASCNN(width=16))
+
+
+def test_model_digest_follows_in_place_weight_changes():
+    """The digest is remembered per network, but an optimizer step or a load_state_dict changes it at once."""
+    torch.manual_seed(0)
+    net = CASCNN(width=8)
+    first = cache.model_digest(net)
+    assert cache.model_digest(net) == first
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)                  # in place, as an optimizer step
+    changed = cache.model_digest(net)
+    assert changed != first
+    twin = CASCNN(width=8)
+    twin.load_state_dict(net.state_dict())                # a fresh object with the same weights: same digest
+    assert cache.model_digest(twin) == changed
+    twin.load_state_dict(CASCNN(width=8).state_dict())    # loaded in place over the old weights: recomputed
+    assert cache.model_digest(twin) != changed
