@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
 .PHONY: setup figures check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
-        onetomany-checkpoints posterior-checkpoints
+        onetomany-checkpoints posterior-checkpoints paper-checkpoints
 
 setup: $(STAMP)
 
@@ -109,6 +109,36 @@ qgcn-checkpoints: $(STAMP)
 	# Table III's CAS-CNN over QF 1-60 (this project's CAS-CNN recipe, validated on Set14, not the test sets)
 	$(BIN)/python -m paperlib.models.cascnn --qf 1-60 --budget cpu --device $(DEVICE) --val set14 \
 	  --out runs/cascnn-q1-60 --publish
+
+# The `paper` budgets on a lent GPU (issue 13), in priority order: CAS-CNN QF20, the other CAS-CNN QFs from it,
+# QGCN colour and gray at n_res 32, L8 QF20. One call trains for at most PAPER_SECONDS in all (a device command
+# may run 10 minutes), skips networks already published under their -paper names, resumes a run whose folder is
+# still there (a warm device keeps runs/ between calls) and publishes each network that finishes. Nothing here
+# downloads: point PAPERLIB_DATA at a training pack (`python -m paperlib data pack`) and PY at a Python that
+# holds torch and paperlib's dependencies. The procedure (what travels, what comes back): docs/cpu-training.md.
+# Check it on a CPU with PAPER_BUDGET=smoke.
+PAPER_SECONDS ?= 480
+PAPER_BUDGET ?= paper
+PY ?= $(BIN)/python
+PAPER_RUNS = \
+  cascnn-q20-paper:cascnn:--qf,20 \
+  $(foreach q,10 40 60 80,cascnn-q$(q)-paper:cascnn:--qf,$(q),--init-from,checkpoints/cascnn-q20-paper.pt) \
+  qgcn-color-paper:qgcn:--variant,qgcn,--color,--n-res,32 \
+  qgcn-gray-paper:qgcn:--variant,qgcn,--gray,--n-res,32 \
+  l8-residual-q20-paper:svoboda:--arch,L8,--qf,20
+
+paper-checkpoints:
+	@set -e; end=$$(( $$(date +%s) + $(PAPER_SECONDS) )); \
+	for run in $(PAPER_RUNS); do \
+	  name=$${run%%:*}; rest=$${run#*:}; recipe=$${rest%%:*}; args=$$(echo "$${rest#*:}" | tr ',' ' '); \
+	  if [ -f checkpoints/$$name.json ]; then echo "$$name: published, skipped"; continue; fi; \
+	  left=$$(( end - $$(date +%s) )); \
+	  if [ $$left -lt 60 ]; then echo "$$name and later: no time left in this call"; break; fi; \
+	  echo "$$name: $(PAPER_BUDGET) budget, at most $$left s"; \
+	  $(PY) -m paperlib.models.$$recipe --budget $(PAPER_BUDGET) --device $(DEVICE) --out runs/$$name \
+	    --time-budget $$left --publish $$name $$args; \
+	  if [ ! -f checkpoints/$$name.json ]; then echo "$$name: not finished; the next call resumes it"; break; fi; \
+	done
 
 # How the committed One-to-Many networks are trained (`cpu` budget: 3,000 steps of 16 crops of 48x48, D from step
 # 1,000). Measured on this shared 2-core CPU (load 4-6): ~4 s per Baseline step, ~14 s per One-to-Many step with D,

@@ -222,6 +222,17 @@ def cmd_data(args) -> int:
             splits = ", ".join(f"{k} {v}" for k, v in m["splits"].items())
             print(f"{name:22s} {splits}")
         return 0
+    if args.action == "pack":
+        if not args.out or args.max_mib is None or not args.name:
+            raise ValueError("data pack needs SPEC ... --out DIR --max-mib N (specs: name[:split])")
+        counts = data.pack(args.name, args.out, args.max_mib, data_root=args.root)
+        for spec, (taken, total) in counts.items():
+            print(f"{spec:28s} {taken} of {total} files")
+        print(f"OK: training pack in {args.out} (a data root: PAPERLIB_DATA={args.out}; only training reads it)")
+        return 0
+    if len(args.name) > 1:
+        raise ValueError(f"data {args.action} takes one dataset name, got {len(args.name)}")
+    args.name = args.name[0] if args.name else None
     if not args.name:
         raise ValueError("give a dataset name: " + ", ".join(data.names()))
     if args.name == data.DEMO:
@@ -321,11 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the committed trained models")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("data", help="list, verify or fetch benchmark datasets")
-    p.add_argument("action", choices=["list", "verify", "fetch"])
-    p.add_argument("name", nargs="?", help="dataset name (see `data list`)")
-    p.add_argument("--root", help=f"data root to check (default: search order, incl. ${data.ENV_VAR})")
+    p = sub.add_parser("data", help="list, verify or fetch benchmark datasets, or pack training sets for a GPU")
+    p.add_argument("action", choices=["list", "verify", "fetch", "pack"])
+    p.add_argument("name", nargs="*", help="dataset name (see `data list`); for pack: training specs name[:split]")
+    p.add_argument("--root", help=f"data root to check or pack from (default: search order, incl. ${data.ENV_VAR})")
     p.add_argument("--split", help="only this split")
+    p.add_argument("--out", help="pack: the new data root to write")
+    p.add_argument("--max-mib", type=float, default=None, help="pack: size cap of the copied files, MiB")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("check-figures", help="recompute pinned cells of the committed tables from the committed "

@@ -13,6 +13,11 @@ Files are verified against the manifest before use; a file whose checksum
 does not match is refused by name. When nothing works, ``DataNotFound`` says
 where it looked and how to provide the data.
 
+A *training pack* (``pack``) is a data root holding a size-capped subset of training sets, the files
+copied unchanged, for a machine the full sets cannot be sent to (a lent GPU takes 64 MiB per call).
+Each packed dataset folder has a ``PACK.json`` naming its files; only training (``gray_images``,
+``rgb_images``) reads a pack, and says so; evaluation never takes a pack for the whole set.
+
 ``demo`` is a built-in set of scikit-image's bundled photos, always available.
 It is NOT a benchmark: anything computed on it is not comparable with the papers.
 """
@@ -33,7 +38,7 @@ from . import atomic
 
 __all__ = ["ENV_VAR", "CACHE_ENV_VAR", "MANIFEST_DIR", "DEMO", "DEMO_NOTE", "DataNotFound", "ChecksumError",
            "names", "manifest", "cache_dir", "verify", "locate", "download", "image_paths", "images_or_demo",
-           "gray_images", "rgb_images"]
+           "gray_images", "rgb_images", "pack", "PACK_FILE"]
 
 ENV_VAR = "PAPERLIB_DATA"
 CACHE_ENV_VAR = "PAPERLIB_CACHE"
@@ -41,6 +46,7 @@ MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
 DEMO = "demo"
 DEMO_NOTE = ("DEMO DATA (scikit-image sample photos): the benchmark images were not found, so these "
              "numbers are NOT comparable with the papers")
+PACK_FILE = "PACK.json"
 _DEMO_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "brick")
 
 
@@ -97,15 +103,32 @@ def _hash_cached(path: Path) -> str:
     return _verified[key]
 
 
-def verify(name: str, folder, split=None) -> list:
+def _packed(folder: Path) -> dict | None:
+    path = folder / PACK_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def verify(name: str, folder, split=None, allow_pack: bool = False) -> list:
     """Check ``folder`` against the manifest; return the verified file paths, sorted.
 
     Raises FileNotFoundError listing missing files, ChecksumError naming every
-    file whose sha256 differs.
+    file whose sha256 differs. A training pack's folder (``pack``) is refused unless
+    ``allow_pack``; then only its files are checked and returned.
     """
     man = manifest(name)
     folder = Path(folder)
     entries = _entries(man, split)
+    packed = _packed(folder)
+    if packed is not None:
+        listed = set(packed["files"])
+        kept = [e for e in entries if e["path"] in listed]
+        if not allow_pack:
+            raise FileNotFoundError(f"{name}: {folder} is a training pack ({len(kept)} of {len(entries)} files); "
+                                    "only training reads packs")
+        if not kept:
+            raise FileNotFoundError(f"{name}: the training pack in {folder} holds none of the {len(entries)} files "
+                                    f"of {split or 'any split'}")
+        entries = kept
     missing = [e["path"] for e in entries if not (folder / e["path"]).is_file()]
     if missing:
         raise FileNotFoundError(f"{name}: {len(missing)} of {len(entries)} files missing in {folder} "
@@ -127,8 +150,9 @@ def _candidates(name: str, data_root) -> list:
     return out
 
 
-def locate(name: str, data_root=None, split=None, download_missing: bool = True) -> Path:
-    """The verified folder of ``name`` (see the module docstring for the search order)."""
+def locate(name: str, data_root=None, split=None, download_missing: bool = True, allow_pack: bool = False) -> Path:
+    """The verified folder of ``name`` (see the module docstring for the search order; packs only with
+    ``allow_pack``)."""
     man = manifest(name)
     _entries(man, split)  # unknown split: ValueError now, not a failed search
     tried = []
@@ -137,9 +161,9 @@ def locate(name: str, data_root=None, split=None, download_missing: bool = True)
             tried.append(f"{label}: {folder} (not there)")
             continue
         try:
-            verify(name, folder, split)
+            verify(name, folder, split, allow_pack)
             return folder
-        except FileNotFoundError as err:  # incomplete copy: keep looking
+        except FileNotFoundError as err:  # incomplete copy or a pack: keep looking
             tried.append(f"{label}: {err}")
     if download_missing:
         try:
@@ -251,10 +275,15 @@ def images_or_demo(name: str, split=None, data_root=None, download_missing: bool
 
 
 def _training_images(specs, read, data_root, min_side, limit):
+    import sys
     out, dropped = [], 0
     for spec in specs:
         name, _, split = spec.partition(":")
-        paths = image_paths(name, split or None, data_root=data_root)
+        folder = locate(name, data_root, split or None, allow_pack=True)
+        paths = verify(name, folder, split or None, allow_pack=True)
+        if _packed(folder) is not None:
+            total = len(_entries(manifest(name), split or None))
+            print(f"training on a pack: {len(paths)} of {total} files of {spec} ({folder})", file=sys.stderr)
         imgs = [read(p) for p in (paths[:limit] if limit else paths)]
         if min_side:
             dropped += sum(min(im.shape[:2]) < min_side for im in imgs)
@@ -278,3 +307,44 @@ def rgb_images(specs, data_root=None, min_side: int | None = None, limit: int | 
     """RGB arrays (HxWx3 uint8) of dataset specs, for training the colour networks; otherwise as ``gray_images``."""
     from .images import read_rgb
     return _training_images(specs, read_rgb, data_root, min_side, limit)
+
+
+def pack(specs, dest, max_mib: float, data_root=None) -> dict:
+    """Copy the verified files of training ``specs`` (``name[:split]``) into the data root ``dest``, at most
+    ``max_mib`` MiB in all: the specs in the order given, each in manifest order, as many files as fit.
+
+    Files are copied unchanged; each dataset folder gets a ``PACK.json`` listing them. Returns
+    ``{spec: (files packed, files in the spec)}``. ``dest`` must not exist yet (nothing is merged).
+    """
+    import shutil
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; a pack is written into a new folder")
+    budget, used, counts, listed = max_mib * 2 ** 20, 0, {}, {}
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for spec in specs:
+            name, _, split = spec.partition(":")
+            folder = locate(name, data_root, split or None)
+            paths = verify(name, folder, split or None)
+            taken = 0
+            for path in paths:
+                size = path.stat().st_size
+                if used + size > budget:
+                    break
+                rel = path.relative_to(folder).as_posix()
+                (tmp / name / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tmp / name / rel)
+                listed.setdefault(name, []).append(rel)
+                used += size
+                taken += 1
+            counts[spec] = (taken, len(paths))
+        for name, files in listed.items():
+            atomic.write_text(tmp / name / PACK_FILE, json.dumps({"dataset": name, "files": files}, indent=1))
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return counts

@@ -151,3 +151,29 @@ def test_rgb_images_for_training(toy):
     assert np.array_equal(imgs[0], np.asarray(Image.open(first).convert("RGB")))
     imgs, dropped = data.rgb_images(["toy:train"], min_side=20)   # 16x24: the short side decides
     assert imgs == [] and dropped == 2
+
+
+def test_training_pack_is_capped_copied_unchanged_and_read_only_by_training(toy, monkeypatch, capsys):
+    files, tmp = toy
+    full = data.locate("toy")                                   # downloads into the cache
+    one = len(files["train/a.png"])
+    cap = (one + len(files["train/b.png"]) // 2) / 2 ** 20      # room for a.png and half of b.png
+    counts = data.pack(["toy:train", "toy:test"], tmp / "pack", cap)
+    assert counts == {"toy:train": (1, 2), "toy:test": (0, 1)}
+    packed = tmp / "pack" / "toy"
+    assert (packed / "train/a.png").read_bytes() == (full / "train/a.png").read_bytes()
+    assert not (packed / "train/b.png").exists()
+    assert sum(p.stat().st_size for p in packed.rglob("*.png")) <= cap * 2 ** 20
+    # training takes the pack from the data root and says so; the test split has nothing packed
+    imgs, _ = data.gray_images(["toy:train"], data_root=tmp / "pack")
+    assert len(imgs) == 1 and "training on a pack: 1 of 2 files of toy:train" in capsys.readouterr().err
+    # evaluation never takes a pack for the whole set: it finds the full copy instead
+    assert len(data.image_paths("toy", "train", data_root=tmp / "pack")) == 2
+    with pytest.raises(FileNotFoundError, match="training pack"):
+        data.verify("toy", packed, "train")
+    # a packed file that was changed is refused like any other
+    (packed / "train/a.png").write_bytes(files["train/b.png"])
+    with pytest.raises(data.ChecksumError, match="a.png"):
+        data.verify("toy", packed, "train", allow_pack=True)
+    with pytest.raises(FileExistsError):
+        data.pack(["toy:train"], tmp / "pack", cap)

@@ -349,8 +349,9 @@ def _main(argv=None):
     ap.add_argument("--ft-fraction", type=float, default=None,
                     help="override the budget's share of output-loss (FT) steps; 1: FT only, e.g. to continue "
                          "a fine-tuned network given with --init-from")
-    ap.add_argument("--publish", action="store_true",
-                    help="when finished, commit-ready copies to checkpoints/ as cascnn-q{QF} and cascnn-q{QF}-ms")
+    ap.add_argument("--publish", nargs="?", const="", default=None, metavar="NAME",
+                    help="when finished, commit-ready copies to checkpoints/ as NAME and NAME-ms (default NAME: "
+                         "cascnn-q{QF})")
     a = ap.parse_args(argv)
 
     over = {"steps": a.steps} if a.steps else {}
@@ -368,10 +369,9 @@ def _main(argv=None):
         return
     print(f"step {res.step}/{res.manifest['steps_total']}, finished={res.finished}, "
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
-    if a.publish and res.finished:
-        q = qf_label(a.qf)
-        print("published", ckpt.publish(a.out, f"cascnn-q{q}"),
-              ckpt.publish(a.out, f"cascnn-q{q}-ms", weights="cascnn_ms_fp16.pt"))
+    if a.publish is not None and res.finished:
+        name = a.publish or f"cascnn-q{qf_label(a.qf)}"
+        print("published", ckpt.publish(a.out, name), ckpt.publish(a.out, f"{name}-ms", weights="cascnn_ms_fp16.pt"))
 
 
 if __name__ == "__main__":
