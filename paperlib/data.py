@@ -279,9 +279,12 @@ def _training_images(specs, read, data_root, min_side, limit):
     out, dropped = [], 0
     for spec in specs:
         name, _, split = spec.partition(":")
-        folder = locate(name, data_root, split or None, allow_pack=True)
-        paths = verify(name, folder, split or None, allow_pack=True)
-        if _packed(folder) is not None:
+        if name == DEMO:
+            paths, folder = _demo_paths(), None
+        else:
+            folder = locate(name, data_root, split or None, allow_pack=True)
+            paths = verify(name, folder, split or None, allow_pack=True)
+        if folder is not None and _packed(folder) is not None:
             total = len(_entries(manifest(name), split or None))
             print(f"training on a pack: {len(paths)} of {total} files of {spec} ({folder})", file=sys.stderr)
         imgs = [read(p) for p in (paths[:limit] if limit else paths)]
