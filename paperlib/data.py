@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -275,7 +276,6 @@ def images_or_demo(name: str, split=None, data_root=None, download_missing: bool
 
 
 def _training_images(specs, read, data_root, min_side, limit):
-    import sys
     out, dropped = [], 0
     for spec in specs:
         name, _, split = spec.partition(":")
