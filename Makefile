@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
 .PHONY: setup figures check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
-        onetomany-checkpoints posterior-checkpoints paper-checkpoints
+        onetomany-checkpoints posterior-checkpoints paper-checkpoints gpu-lanes
 
 setup: $(STAMP)
 
@@ -139,6 +139,41 @@ paper-checkpoints:
 	    --time-budget $$left --publish $$name $$args; \
 	  if [ ! -f checkpoints/$$name.json ]; then echo "$$name: not finished; the next call resumes it"; break; fi; \
 	done
+
+# Several networks side by side on one lent GPU (a small network leaves most of an H100/H200 idle). Each word of
+# GPU_LANES is a lane: runs joined by '+', trained one after another; the lanes run at the same time, all within
+# PAPER_SECONDS. A run is NAME:RECIPE:ARGS (commas = spaces) and names its own budget; GPU_EXTRA (commas = spaces)
+# is appended to every run, e.g. GPU_EXTRA=--budget,smoke,--steps,4 DEVICE=cpu to check it on a CPU. Networks
+# already published are skipped; each finished one is published into checkpoints/; each run's output goes to
+# runs/NAME.out. The lanes of the session of 2026-11-28: CAS-CNN QF20 with the paper's recipe (120x120 crops,
+# batch 20, FT for the last 20 %) for the steps that fit one call, the eight One-to-Many networks at their `cpu`
+# budget, one lane each, and Fig. 2's lambda_C sweep of the posterior sampler one after another.
+empty :=
+space := $(empty) $(empty)
+comma := ,
+GPU_THREADS ?= 1
+GPU_EXTRA ?=
+GPU_LANES = \
+  cascnn-q20-gpu:cascnn:--qf,20,--budget,paper,--steps,24000 \
+  $(foreach r,$(ONETOMANY_RUNS),$(subst :,:onetomany:--budget$(comma)cpu$(comma)--no-progress$(comma),$(r))) \
+  $(subst $(space),+,$(strip $(foreach r,$(filter posterior-color-q5-%,$(POSTERIOR_RUNS)),\
+    $(subst :,:posterior:--budget$(comma)cpu$(comma)--no-progress$(comma),$(r)))))
+
+gpu-lanes:
+	@end=$$(( $$(date +%s) + $(PAPER_SECONDS) )); mkdir -p runs; \
+	for lane in $(GPU_LANES); do ( \
+	  for run in $$(echo "$$lane" | tr '+' ' '); do \
+	    name=$${run%%:*}; rest=$${run#*:}; recipe=$${rest%%:*}; args=$$(echo "$${rest#*:}" | tr ',' ' '); \
+	    if [ -f checkpoints/$$name.json ]; then echo "$$name: published, skipped"; continue; fi; \
+	    left=$$(( end - $$(date +%s) )); \
+	    if [ $$left -lt 30 ]; then echo "$$name and later in its lane: no time left"; break; fi; \
+	    echo "$$name: started, at most $$left s"; \
+	    if OMP_NUM_THREADS=$(GPU_THREADS) $(PY) -m paperlib.models.$$recipe --device $(DEVICE) --out runs/$$name \
+	         --time-budget $$left --publish $$name $$args $(subst $(comma),$(space),$(GPU_EXTRA)) >runs/$$name.out 2>&1; \
+	    then echo "$$name: $$(grep '^step ' runs/$$name.out | tail -n 1)"; \
+	    else echo "$$name: FAILED, see runs/$$name.out"; tail -n 3 runs/$$name.out; fi; \
+	  done ) & \
+	done; wait
 
 # How the committed One-to-Many networks are trained (`cpu` budget: 3,000 steps of 16 crops of 48x48, D from step
 # 1,000). Measured on this shared 2-core CPU (load 4-6): ~4 s per Baseline step, ~14 s per One-to-Many step with D,
