@@ -126,6 +126,14 @@ def test_paired_gains_constant_and_noisy_differences():
     assert tuple(g.loc[("ours, w/ loss FT", "JPEG"), ["difference", "low", "high"]]) == (0.5, 0.5, 0.5)
     assert tuple(g.loc[("ours, w/ loss FT", "ours, MS loss"), ["difference", "low", "high"]]) == (0.25, 0.25, 0.25)
     assert g.beyond_noise.all() and (g.n_images == 10).all()
+    # a network trained beyond the cpu budget is also compared with the cpu-budget FT network, on the same images
+    gpu = ce.LONGER[-1][1]
+    g2 = ce.paired_gains(pd.concat([ft, _per_image([0.9] * 10, method=gpu)])).set_index(["a", "b"])
+    assert g2.loc[(gpu, "ours, w/ loss FT"), "difference"] == pytest.approx(0.4)
+    assert g2.loc[(gpu, "JPEG"), "difference"] == pytest.approx(0.9)
+    text2 = ce.table2_reading(pd.DataFrame({"source": [], "diff_psnr": []}), pd.DataFrame(),
+                              ce.paired_gains(pd.concat([ft, _per_image([0.9] * 10, method=gpu)])), "synthetic")
+    assert f"Longer training against the cpu-budget FT network (PSNR, same images): QF 20 {gpu}: +0.400" in text2
     # +-1 dB around 0: the mean is 0 and the interval covers it
     noisy = ce.paired_gains(_per_image([1.0, -1.0] * 20)).iloc[0]
     assert noisy.difference == 0 and noisy.low < 0 < noisy.high and not noisy.beyond_noise
