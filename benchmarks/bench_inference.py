@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from paperlib import machine, report, speed, zoo
-from paperlib.models import cascnn, onetomany, qgcn, svoboda
+from paperlib.models import cascnn, onetomany, posterior, qgcn, svoboda
 
 FAMILIES = {   # label -> (committed network, a builder of the same shape, input channels)
     "CAS-CNN": ("cascnn-q20", lambda: cascnn.CASCNN(), 1),
@@ -27,6 +27,7 @@ FAMILIES = {   # label -> (committed network, a builder of the same shape, input
     "EDSR (colour, n_res 8)": ("edsr-color", lambda: qgcn.EDSR(3, n_res=8), 3),
     "QGCN (colour, n_res 8)": ("qgcn-color", lambda: qgcn.QGCN(3, n_res=8), 3),
     "One-to-Many F(Y;Z) (gray)": ("onetomany-gray-q5", lambda: onetomany.ProposalNet(1), 1),
+    "Posterior G(Z,Y) (colour, cpu budget)": ("posterior-color", lambda: posterior.PosteriorNet(3), 3),
 }
 
 
@@ -37,7 +38,7 @@ class _Call(torch.nn.Module):
         super().__init__()
         self.net = net
         self.tables = torch.full((1, 2 if net.channels == 3 else 1, 8, 8), 20.0) if net.uses_tables else None
-        self.z = torch.zeros(1, 1, size, size) if net.stochastic else None
+        self.z = net.noise(torch.zeros(1, net.channels, size, size)) if net.stochastic else None
 
     def forward(self, x):
         args = [x] + ([self.tables] if self.tables is not None else [])

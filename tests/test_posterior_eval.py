@@ -249,3 +249,17 @@ def test_cli_evaluate_reports_consistency_and_spread(posterior_zoo, tmp_path, ca
     assert cli.main(["evaluate", "--model", "posterior-color", "--images", str(folder), "--qf", "10", "--protocol",
                      "color-qgcn", "--samples", "1"]) == 2
     assert "K >= 2" in capsys.readouterr().err
+
+
+def test_sweep_reading_trend_and_resolution():
+    # consistency falling with lambda_C; distances 10 apart with a std of 1: resolved
+    s = pd.DataFrame({"lambda_c": [5.0, 0.0, 1.0], "consistency": [0.1, 0.3, 0.2],
+                      "swd_x1e3": [30.0, 40.0, 35.0], "swd_x1e3_std": [1.0, 0.5, 1.0]})
+    text = pe.sweep_reading(s)
+    assert "falls monotonically" in text and "0.300 gray levels at λ_C = 0, 0.100 at 5" in text
+    assert "spans 10.00" in text and "are resolved" in text
+    # consistency not monotone; distances 1 apart with a std of 0.6: not resolved (spread <= 2 x std)
+    s2 = s.assign(consistency=[0.2, 0.3, 0.1], swd_x1e3=[35.0, 35.5, 34.5], swd_x1e3_std=[0.6, 0.2, 0.3])
+    text2 = pe.sweep_reading(s2)
+    assert "does not fall" in text2 and "does not resolve" in text2
+    assert "no trend" in pe.sweep_reading(s.iloc[:1])
