@@ -170,9 +170,10 @@ def paired_gains(per_image: pd.DataFrame, metric: str = "psnr", n: int = 2000, s
     ``per_image``: the long per-image table behind Table II (columns ``method``, ``qf``, ``image``,
     ``jpeg_<metric>``, ``restored_<metric>``; ``table2_live1_per_image.csv``). Per QF: each of our rows
     against JPEG on its images, and the FT network against the MS network on the images both were
-    scored on, and each ``LONGER`` network against the cpu-budget FT network. Returns one row per comparison: ``qf``, ``a``, ``b``, ``n_images``, ``difference`` (mean
-    of a - b per image), ``low``, ``high`` (``evaluation.paired_bootstrap``) and ``beyond_noise``
-    (the interval excludes 0; None with a single image).
+    scored on, and each ``LONGER`` network against the cpu-budget FT network. Returns one row per
+    comparison: ``qf``, ``a``, ``b``, ``n_images``, ``difference`` (mean of a - b per image), ``low``,
+    ``high`` (``evaluation.paired_bootstrap``) and ``beyond_noise`` (the interval excludes 0; None with a
+    single image).
     """
     rows = []
 
