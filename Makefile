@@ -117,6 +117,9 @@ qgcn-checkpoints: $(STAMP)
 # downloads: point PAPERLIB_DATA at a training pack (`python -m paperlib data pack`) and PY at a Python that
 # holds torch and paperlib's dependencies. The procedure (what travels, what comes back): docs/cpu-training.md.
 # Check it on a CPU with PAPER_BUDGET=smoke.
+empty :=
+space := $(empty) $(empty)
+comma := ,
 PAPER_SECONDS ?= 480
 PAPER_BUDGET ?= paper
 PY ?= $(BIN)/python
@@ -127,30 +130,19 @@ PAPER_RUNS = \
   qgcn-gray-paper:qgcn:--variant,qgcn,--gray,--n-res,32 \
   l8-residual-q20-paper:svoboda:--arch,L8,--qf,20
 
-paper-checkpoints:
-	@set -e; end=$$(( $$(date +%s) + $(PAPER_SECONDS) )); \
-	for run in $(PAPER_RUNS); do \
-	  name=$${run%%:*}; rest=$${run#*:}; recipe=$${rest%%:*}; args=$$(echo "$${rest#*:}" | tr ',' ' '); \
-	  if [ -f checkpoints/$$name.json ]; then echo "$$name: published, skipped"; continue; fi; \
-	  left=$$(( end - $$(date +%s) )); \
-	  if [ $$left -lt 60 ]; then echo "$$name and later: no time left in this call"; break; fi; \
-	  echo "$$name: $(PAPER_BUDGET) budget, at most $$left s"; \
-	  $(PY) -m paperlib.models.$$recipe --budget $(PAPER_BUDGET) --device $(DEVICE) --out runs/$$name \
-	    --time-budget $$left --publish $$name $$args; \
-	  if [ ! -f checkpoints/$$name.json ]; then echo "$$name: not finished; the next call resumes it"; break; fi; \
-	done
+paper-checkpoints:   # one lane of gpu-lanes (below): the runs one after another, each with --budget $(PAPER_BUDGET)
+	@$(MAKE) --no-print-directory gpu-lanes \
+	  GPU_LANES="$(subst $(space),+,$(strip $(foreach r,$(PAPER_RUNS),$(r),--budget,$(PAPER_BUDGET))))"
 
 # Several networks side by side on one lent GPU (a small network leaves most of an H100/H200 idle). Each word of
 # GPU_LANES is a lane: runs joined by '+', trained one after another; the lanes run at the same time, all within
 # PAPER_SECONDS. A run is NAME:RECIPE:ARGS (commas = spaces) and names its own budget; GPU_EXTRA (commas = spaces)
 # is appended to every run, e.g. GPU_EXTRA=--budget,smoke,--steps,4 DEVICE=cpu to check it on a CPU. Networks
-# already published are skipped; each finished one is published into checkpoints/; each run's output goes to
-# runs/NAME.out. The lanes of the session of 2026-11-28: CAS-CNN QF20 with the paper's recipe (120x120 crops,
-# batch 20, FT for the last 20 %) for the steps that fit one call, the eight One-to-Many networks at their `cpu`
-# budget, one lane each, and Fig. 2's lambda_C sweep of the posterior sampler one after another.
-empty :=
-space := $(empty) $(empty)
-comma := ,
+# already published are skipped; each finished one is published into checkpoints/; a lane stops at its first run
+# that does not finish (a later run may start from it; rerun to resume); each run's output goes to runs/NAME.out.
+# The lanes of the session of 2026-11-28: CAS-CNN QF20 with the paper's recipe (120x120 crops, batch 20, FT for the
+# last 20 %) for the steps that fit one call, the eight One-to-Many networks at their `cpu` budget, one lane each,
+# and Fig. 2's lambda_C sweep of the posterior sampler one after another.
 GPU_THREADS ?= 1
 GPU_EXTRA ?=
 GPU_LANES = \
@@ -172,6 +164,7 @@ gpu-lanes:
 	         --time-budget $$left --publish $$name $$args $(subst $(comma),$(space),$(GPU_EXTRA)) >runs/$$name.out 2>&1; \
 	    then echo "$$name: $$(grep '^step ' runs/$$name.out | tail -n 1)"; \
 	    else echo "$$name: FAILED, see runs/$$name.out"; tail -n 3 runs/$$name.out; fi; \
+	    if [ ! -f checkpoints/$$name.json ]; then echo "$$name: not finished; later runs of its lane wait for the next call"; break; fi; \
 	  done ) & \
 	done; wait
 
