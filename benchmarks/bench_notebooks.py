@@ -11,10 +11,13 @@ this machine's 3x3-convolution rate (128 channels, channels_last, fp32 or native
 inference precision), measured in the same run. Goal (issue 15): cold wall time <= 1.5 x the
 bound, warm <= 2 min for all notebooks together. Also times the test suite once (``--tests``).
 Writes ``figures/benchmarks/notebooks.{csv,md}`` with the CPU named. Hours on a 2-core CPU.
+``--warm-only``: each notebook once, with the user's results cache as an earlier ``make figures`` left it
+(``figures/benchmarks/notebooks_warm``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,18 +34,27 @@ from paperlib.restorer import FLOP_LOG
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(nb: str, env: dict, out: Path) -> float:
+def run(nb: str, env: dict, out: Path) -> tuple[float, str]:
+    """Wall time of the notebook's default run, and its slowest cell (papermill's per-cell durations)."""
     t0 = time.perf_counter()
+    result = out / f"{nb}.out.ipynb"
     subprocess.run([str(ROOT / ".venv" / "bin" / "papermill"), "--cwd", str(ROOT / "notebooks"),
-                    str(ROOT / "notebooks" / f"{nb}.ipynb"), str(out / f"{nb}.out.ipynb"), "-p", "out_dir",
+                    str(ROOT / "notebooks" / f"{nb}.ipynb"), str(result), "-p", "out_dir",
                     str(out / nb), "--no-progress-bar"], env=env, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    cells = [(c.get("metadata", {}).get("papermill", {}).get("duration") or 0.0, i)
+             for i, c in enumerate(json.loads(result.read_text())["cells"])]
+    d, i = max(cells)
+    return wall, f"cell {i}: {d:.1f} s"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--notebooks", nargs="*", default=sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")))
     ap.add_argument("--tests", action="store_true", help="also time `python -m pytest` once")
+    ap.add_argument("--warm-only", action="store_true",
+                    help="no cold run: time each notebook once with the user's results cache as an earlier run "
+                         "(`make figures`) left it")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     cpu = machine.describe("cpu")
@@ -50,24 +62,26 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "PAPERLIB_CACHE": str(tmp / "cache")}
+        env = {**os.environ} if a.warm_only else {**os.environ, "PAPERLIB_CACHE": str(tmp / "cache")}
         env.pop("PAPERLIB_NO_CACHE", None)
         for nb in a.notebooks:
-            log = tmp / f"{nb}.flops"
-            cold = run(nb, {**env, FLOP_LOG: str(log)}, tmp)
-            flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
-            warm = run(nb, env, tmp)
-            bound = flops / (conv["gflops"] * 1e9)
-            rows.append({"notebook": nb, "cold_s": cold, "warm_s": warm, "network_tflop": flops / 1e12,
-                         "conv3x3_gflops": conv["gflops"], "compute_bound_s": bound,
-                         "cold_over_bound": cold / bound if bound else float("nan"), "cpu": cpu,
-                         "threads": torch.get_num_threads()})
+            row = {"notebook": nb}
+            if not a.warm_only:
+                log = tmp / f"{nb}.flops"
+                row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, tmp)
+                flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
+                bound = flops / (conv["gflops"] * 1e9)
+                row.update(network_tflop=flops / 1e12, compute_bound_s=bound,
+                           cold_over_bound=row["cold_s"] / bound if bound else float("nan"))
+            row["warm_s"], row["warm_slowest_cell"] = run(nb, env, tmp)
+            rows.append({**row, "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()})
             print(rows[-1], flush=True)
-        total = {"notebook": "all notebooks", "cold_s": sum(r["cold_s"] for r in rows),
-                 "warm_s": sum(r["warm_s"] for r in rows), "network_tflop": sum(r["network_tflop"] for r in rows),
-                 "conv3x3_gflops": conv["gflops"], "compute_bound_s": sum(r["compute_bound_s"] for r in rows),
-                 "cpu": cpu, "threads": torch.get_num_threads()}
-        total["cold_over_bound"] = total["cold_s"] / total["compute_bound_s"] if total["compute_bound_s"] else float("nan")
+        total = {"notebook": "all notebooks", "warm_s": sum(r["warm_s"] for r in rows),
+                 "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()}
+        if not a.warm_only:
+            total.update(cold_s=sum(r["cold_s"] for r in rows), network_tflop=sum(r["network_tflop"] for r in rows),
+                         compute_bound_s=sum(r["compute_bound_s"] for r in rows))
+            total["cold_over_bound"] = total["cold_s"] / total["compute_bound_s"] if total["compute_bound_s"] else float("nan")
         rows.append(total)
         if a.tests:
             t0 = time.perf_counter()
@@ -75,12 +89,19 @@ def main():
             rows.append({"notebook": "test suite (python -m pytest)", "cold_s": time.perf_counter() - t0, "cpu": cpu,
                          "threads": torch.get_num_threads()})
     out = report.figures_dir("benchmarks", a.out)
-    report.save_table(pd.DataFrame(rows), out, "notebooks",
-                      f"Default runs of the notebooks on {cpu}, torch {torch.__version__}: cold (empty results cache) "
-                      "and warm (nothing changed), and the compute bound = FLOPs of every network evaluation / this "
-                      f"machine's 3x3-conv rate ({conv['gflops']:.0f} GFLOP/s, {conv['precision']}) "
-                      "(benchmarks/bench_notebooks.py). Goals: cold <= 1.5 x bound; warm <= 120 s in all.",
-                      floatfmt=".1f")
+    cols = ["notebook", "cold_s", "warm_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell",
+            "warm_slowest_cell", "conv3x3_gflops", "cpu", "threads"]
+    df = pd.DataFrame(rows).reindex(columns=cols)
+    if a.warm_only:
+        df = df.drop(columns=["cold_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell"])
+    report.save_table(df, out, "notebooks_warm" if a.warm_only else "notebooks",
+                      f"Default runs of the notebooks on {cpu}, torch {torch.__version__}, {torch.get_num_threads()} "
+                      "threads: " + ("warm only (the results cache as an earlier run left it, nothing changed)"
+                                     if a.warm_only else "cold (empty results cache) and warm (nothing changed), and the "
+                                     "compute bound = FLOPs of every network evaluation / this machine's 3x3-conv rate "
+                                     f"({conv['gflops']:.0f} GFLOP/s, {conv['precision']})")
+                      + "; the slowest cell of each run (papermill's durations) (benchmarks/bench_notebooks.py). "
+                      "Goals: cold <= 1.5 x bound; warm <= 120 s in all.", floatfmt=".1f")
 
 
 if __name__ == "__main__":

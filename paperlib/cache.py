@@ -14,6 +14,10 @@ network) is stored under the sha256 of everything it depends on:
   classes it is built of and the functions they call), so a change to any of them misses,
   while an edit elsewhere in a network's module (its training recipe, its command line) does not.
 
+Besides rows, the generative notebooks keep what they compute from images they restored: the images
+themselves (``evaluation.restore``), and arrays computed from them (``computed``: distances between sets,
+projections), under keys made the same way.
+
 Entries live under the user cache (``$PAPERLIB_CACHE/results``, see ``paperlib.data``),
 are written atomically (JSON, plus a compressed ``.npz`` for a kept image) and are never
 committed. ``PAPERLIB_NO_CACHE=1`` (``make figures FRESH=1``; ``make check-figures``
@@ -39,7 +43,8 @@ import torch
 
 from . import atomic
 
-__all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "forward_digest", "key", "load", "store"]
+__all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "forward_digest", "key", "load",
+           "store", "computed"]
 
 ENV_OFF = "PAPERLIB_NO_CACHE"
 
@@ -184,3 +189,16 @@ def store(k: str, row: dict, image: np.ndarray | None = None) -> None:
         np.savez_compressed(buf, image=np.asarray(image))
         atomic.write_bytes(npath, buf.getvalue())
     atomic.write_text(jpath, json.dumps(row))
+
+
+def computed(k: str, compute) -> np.ndarray:
+    """An array computed once: the one stored under ``k``, else ``compute()``'s, stored under ``k``.
+
+    ``k`` (``key``) names everything the array depends on: its inputs' digests, its parameters and the
+    ``code_digest`` of the code that computes it."""
+    hit = load(k, with_image=True)
+    if hit is not None:
+        return hit[1]
+    out = np.asarray(compute())
+    store(k, {"what": "array", "shape": list(out.shape), "dtype": out.dtype.str}, out)
+    return out

@@ -24,7 +24,7 @@ import torch
 from . import atomic
 
 __all__ = ["save_atomic", "write_text_atomic", "write_json_atomic", "load", "sha256",
-           "export_fp16", "load_fp16", "load_weights", "load_model", "publish", "FP16_FORMAT", "COMMITTED"]
+           "export_fp16", "load_fp16", "fp16_meta", "load_weights", "load_model", "publish", "FP16_FORMAT", "COMMITTED"]
 
 FP16_FORMAT = "paperlib-fp16-v1"
 COMMITTED = Path(__file__).resolve().parent.parent / "checkpoints"   # the project's own networks (paperlib.zoo)
@@ -76,13 +76,21 @@ def export_fp16(state_dict: dict, path, meta: dict | None = None) -> Path:
     return save_atomic({"format": FP16_FORMAT, "meta": dict(meta or {}), "state_dict": weights}, path)
 
 
-def load_fp16(path) -> tuple[dict, dict]:
-    """Read an ``export_fp16`` file: ``(float32 state_dict, meta)``."""
-    obj = load(path)
+def load_fp16(path, obj=None) -> tuple[dict, dict]:
+    """Read an ``export_fp16`` file: ``(float32 state_dict, meta)`` (``obj``: the file already ``load``-ed)."""
+    obj = load(path) if obj is None else obj
     if not isinstance(obj, dict) or obj.get("format") != FP16_FORMAT:
         raise ValueError(f"{path}: not a {FP16_FORMAT} weights file")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
     return sd, obj["meta"]
+
+
+def fp16_meta(path) -> dict:
+    """The ``meta`` of an ``export_fp16`` file, without converting its weights."""
+    obj = load(path)
+    if not isinstance(obj, dict) or obj.get("format") != FP16_FORMAT:
+        raise ValueError(f"{path}: not a {FP16_FORMAT} weights file")
+    return obj["meta"]
 
 
 def load_weights(path, key: str) -> tuple[dict, dict | None]:
@@ -95,7 +103,7 @@ def load_weights(path, key: str) -> tuple[dict, dict | None]:
     path = Path(path)
     obj = load(path)
     if isinstance(obj, dict) and obj.get("format") == FP16_FORMAT:
-        sd, meta = load_fp16(path)
+        sd, meta = load_fp16(path, obj)
         return sd, meta.get("kwargs")
     sd = obj["models"][key]
     man = path.with_name("manifest.json")
@@ -128,7 +136,7 @@ def publish(run_dir, name: str, weights: str | None = "cascnn_fp16.pt", dest=Non
     if not run.get("finished"):
         raise ValueError(f"{run_dir}: the run is not finished ({run.get('steps_done')}/{run.get('steps_total')} steps)")
     dest.mkdir(parents=True, exist_ok=True)
-    weights_meta = load_fp16(run_dir / weights)[1] if weights else {}  # an MS export knows its own step
+    weights_meta = fp16_meta(run_dir / weights) if weights else {}  # an MS export knows its own step
     copies = [(run_dir / "log.csv", dest / f"{name}.log.csv")]
     if weights:
         copies.append((run_dir / weights, dest / f"{name}.pt"))

@@ -9,12 +9,16 @@ JPEG image and the restored one against the reference.
   the restored images a figure needs;
 * ``evaluate_arrays``: in-memory references (crops, training images), restored in
   batches of same-sized images;
+* ``restore``: decoded JPEG images restored (or K draws of a stochastic network), for
+  the measurements that need the images themselves (distances between sets, consistency);
+* ``swd_levels``: ``metrics.swd`` of two sets, through the results cache;
 * ``center_crops``, ``ipsnr_by_qf``: the small pieces the figures share;
 * ``paired_bootstrap``: whether a difference between two methods on the same images
   exceeds the image-to-image noise.
 
-Rows come from the results cache (``paperlib.cache``) when the image, the protocol, the
-QF, the network's weights and the code that computes them are unchanged.
+Rows and restored images come from the results cache (``paperlib.cache``) when the
+image, the protocol, the QF, the seed, the network's weights and the code that computes
+them are unchanged.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ import pandas as pd
 from . import jpeg, protocols
 from .restorer import as_restorer
 
-__all__ = ["evaluate_network", "evaluate_arrays", "center_crops", "ipsnr_by_qf", "paired_bootstrap"]
+__all__ = ["evaluate_network", "evaluate_arrays", "restore", "swd_levels", "center_crops", "ipsnr_by_qf",
+           "paired_bootstrap"]
 
 
 def _protocol(protocol):
@@ -37,6 +42,10 @@ def _protocol(protocol):
 # What a restored row runs, besides protocols.CODE and the network's own code (cache.forward_digest)
 RESTORE_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "paperlib.evaluation:_restored_rows")
 
+
+# What ``restore`` runs, besides the network's own code
+IMAGES_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "paperlib.patches:derive_seed",
+               "paperlib.evaluation:restore")
 
 SAMPLING_CODE = ("paperlib.diffjpeg.consistency", "paperlib.metrics.sampling")   # the stochastic report's columns
 
@@ -135,6 +144,51 @@ def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8
     for qf in qfs:
         rows += _restored_rows(restorer, protocol, [refs[n] for n in names], jpeg.check_qf(qf), seed, set(), names)[0]
     return pd.DataFrame(rows)
+
+
+def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = None) -> dict:
+    """``{name: restored uint8}`` (or K x H x W(x3) stacks with ``samples=K``) of decoded JPEG images, IJG tables of
+    ``qf``, as one ``Restorer`` call over ``decoded`` in its order: sample ``k`` of the ``i``-th image draws its Z
+    from ``derive_seed(seed, i, k)``, so the same call gives the same samples and draw 0 of ``samples=K`` is the
+    single draw of ``samples=None``.
+
+    Each image's output comes from the results cache when its decoded pixels, its position (stochastic networks),
+    ``qf``, ``seed``, ``samples``, the network's weights and the code that restores it are unchanged; the others are
+    restored together, each with its own position's draws.
+    """
+    from . import cache
+    restorer = as_restorer(model)
+    names = list(decoded)
+    net = restorer.model
+    common = {"what": "restored images", "model": cache.model_digest(net), "model_code": cache.forward_digest(net),
+              "restore_code": cache.code_digest(*IMAGES_CODE), "qf": int(qf)}
+    if restorer.stochastic:
+        common.update(seed=int(seed), samples=None if samples is None else int(samples))
+    keys = [cache.key(**common, image=cache.digest_array(np.asarray(decoded[n])),
+                      index=i if restorer.stochastic else None) for i, n in enumerate(names)]
+    out, missing = {}, []
+    for i, (n, k) in enumerate(zip(names, keys)):
+        hit = cache.load(k, with_image=True)
+        if hit is None:
+            missing.append(i)
+        else:
+            out[n] = hit[1]
+    if missing:
+        fresh = restorer([decoded[names[i]] for i in missing], qf=qf, seed=seed, samples=samples, index=missing)
+        for i, img in zip(missing, fresh):
+            cache.store(keys[i], {"image": names[i], "shape": list(img.shape)}, img)
+            out[names[i]] = img
+    return {n: out[n] for n in names}
+
+
+def swd_levels(real, fake, seed: int = 0) -> np.ndarray:
+    """``metrics.swd(real, fake, seed=seed)`` (one distance per pyramid level), from the results cache when the
+    two sets' pixels (in order), the seed and ``paperlib.metrics.distribution`` are unchanged."""
+    from . import cache, metrics
+    k = cache.key(what="swd", real=[cache.digest_array(np.asarray(a)) for a in real],
+                  fake=[cache.digest_array(np.asarray(a)) for a in fake], seed=int(seed),
+                  code=cache.code_digest("paperlib.metrics.distribution"))
+    return cache.computed(k, lambda: metrics.swd(real, fake, seed=seed))
 
 
 def center_crops(paths, size: int, protocol="gray") -> dict:

@@ -13,7 +13,7 @@ contrast and grid-like (period-2) artifacts.
 Restoring and scoring are two steps here (``compress`` / ``restore`` / ``scores``),
 where ``evaluation.evaluate_arrays`` does both at once: the measurements need the
 restored images themselves (SWD, consistency, the figures), which that function
-does not keep. ``ours_row``, ``same_images_jpeg`` and ``ipsnr_table`` are the QGCN notebook's (generic:
+does not keep. ``restore`` is ``evaluation.restore`` (results cache included). ``ours_row``, ``same_images_jpeg`` and ``ipsnr_table`` are the QGCN notebook's (generic:
 a row of ours, the JPEG row of the images our rows are on, the gain over JPEG beside the paper's).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 from . import diffjpeg, evaluation, metrics, protocols, published, reproduce, zoo
 from .models.onetomany import Losses, default_name
 from .qgcn_eval import ipsnr_table, ours_row, same_images_jpeg
-from .restorer import Restorer
+from .evaluation import restore
 from .train import read_manifest
 
 __all__ = ["TABLE_QFS", "FIG_QF", "METRICS", "DATASET", "EVAL_SET", "PUBLISHED_ONLY", "FIG5_IMAGES", "FIG6_IMAGES",
@@ -236,32 +236,22 @@ def compress(refs: dict, qf: int, protocol="gray") -> dict:
     return {n: protocol.compress(r, qf)[0] for n, r in refs.items()}
 
 
-def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = None) -> dict:
-    """``{name: restored uint8}`` (or K x H x W(x3) stacks with ``samples=K``), IJG tables of ``qf``.
-
-    One ``Restorer`` call over the images in ``decoded``'s order: sample ``k`` of the ``i``-th image draws its Z
-    from ``derive_seed(seed, i, k)``, so the same call gives the same samples.
-    """
-    names = list(decoded)
-    out = Restorer(model)([decoded[n] for n in names], qf=qf, seed=seed, samples=samples)
-    return dict(zip(names, out))
-
-
 def first_sample(img: np.ndarray, color: bool = False) -> np.ndarray:
     """The first sample of a K-stack (a single image is returned as it is)."""
     return img[0] if img.ndim == (4 if color else 3) else img
 
 
 def scores(refs: dict, decoded: dict, qf: int, restored: dict | None = None, protocol="gray") -> pd.DataFrame:
-    """Per-image ``jpeg_*`` (and ``restored_*``: a stack's first sample) scores, ``protocols.evaluate``'s columns."""
+    """Per-image ``jpeg_*`` (and ``restored_*``: a stack's first sample) scores, ``protocols.evaluate``'s columns
+    (``protocols.scored``: from the results cache when nothing they depend on changed)."""
     protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
     rows = []
     for n, ref in refs.items():
         row = {"image": n, "qf": int(qf), "height": ref.shape[0], "width": ref.shape[1]}
-        row.update({f"jpeg_{k}": v for k, v in protocol.score(ref, decoded[n]).items()})
+        row.update({f"jpeg_{k}": v for k, v in protocols.scored(protocol, ref, decoded[n]).items()})
         if restored is not None:
             out = first_sample(restored[n], protocol.color)
-            row.update({f"restored_{k}": v for k, v in protocol.score(ref, out).items()})
+            row.update({f"restored_{k}": v for k, v in protocols.scored(protocol, ref, out).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -322,10 +312,10 @@ def distribution_table(refs: dict, outputs: dict, seed: int = 0, fid: bool = Tru
 
     ``outputs``: ``{method: {name: image or K-stack (first sample)}}`` over the same names as ``refs``, or
     ``{method: reason}`` for a method that is missing (a row with the reason, no numbers). SWD
-    (``metrics.swd``, x 1e3 as Karras et al. print it) compares restorations of one real set, level by
-    level (finest first), on sets of equal size, as its docstring asks. FID (``metrics.fid``) only where the
-    Inception weights are already on this machine (``weights.status``: nothing is downloaded behind a
-    notebook's back); otherwise ``fid`` stays empty and ``note`` says it needs them.
+    (``metrics.swd`` through the results cache, x 1e3 as Karras et al. print it) compares restorations of one
+    real set, level by level (finest first), on sets of equal size, as its docstring asks. FID (``metrics.fid``)
+    only where the Inception weights are already on this machine (``weights.status``: nothing is downloaded
+    behind a notebook's back); otherwise ``fid`` stays empty and ``note`` says it needs them.
     """
     from . import weights
     fid_path, fid_note = None, "FID not requested"
@@ -342,7 +332,7 @@ def distribution_table(refs: dict, outputs: dict, seed: int = 0, fid: bool = Tru
             rows.append({"method": method, "n_images": None, "note": imgs})
             continue
         fake = [first_sample(imgs[n], real[0].ndim == 3) for n in refs]
-        levels = metrics.swd(real, fake, seed=seed) * 1e3
+        levels = evaluation.swd_levels(real, fake, seed=seed) * 1e3
         row = {"method": method, "n_images": len(fake), "swd_mean_x1e3": float(levels.mean()),
                **{f"swd_level{k}_x1e3": float(v) for k, v in enumerate(levels)}, "fid": float("nan"),
                "note": fid_note or ""}

@@ -3,12 +3,13 @@ Theorem 1 and the Ours-P check.
 
 Nothing here trains or defines a model (``paperlib.models.posterior`` does). These functions name the networks
 of each table row and figure, say how they were trained, code the test crops with the exact codec and keep each
-input JPEG's coefficients (for Ours-P), restore with any network (``paperlib.restorer``: a stochastic network's
-draw k of image i uses ``derive_seed(seed, i, k)``; this project's gray CAS-CNN restores the luma of colour
-images), and measure what the paper reports: the distance of a method's outputs to the originals as sets (the
-sliced Wasserstein distance always, ``metrics.swd``; FID only where the Inception weights are on the machine),
-JPEG consistency (``diffjpeg.consistency``: RMSE in gray levels between JPEG(output) and JPEG(original), the
-input's own settings), PSNR and the per-pixel standard deviation over draws of Z (``metrics.per_pixel_std``).
+input JPEG's coefficients (for Ours-P), restore with any network (``restore`` is ``evaluation.restore``, results
+cache included: a stochastic network's draw k of image i uses ``derive_seed(seed, i, k)``; this project's gray
+CAS-CNN restores the luma of colour images), and measure what the paper reports: the distance of a method's
+outputs to the originals as sets (the sliced Wasserstein distance always, ``metrics.swd``; FID only where the
+Inception weights are on the machine), JPEG consistency (``diffjpeg.consistency``: RMSE in gray levels between
+JPEG(output) and JPEG(original), the input's own settings), PSNR and the per-pixel standard deviation over draws
+of Z (``metrics.per_pixel_std``).
 
 Evaluation protocol (``PROTOCOL``): RGB, Pillow (libjpeg-turbo, IJG tables) 4:2:0, the codec every colour network
 here was trained with (this recipe's and QGCN's patches); PSNR over RGB. Images: central crops of BSDS500 test
@@ -27,13 +28,14 @@ import pandas as pd
 
 from . import diffjpeg, evaluation, jpeg, metrics, protocols, published, zoo
 from .models.posterior import QF_RANGE, Losses, default_name, project
-from .restorer import Restorer
+from .evaluation import restore
 from .train import read_manifest
 
 __all__ = ["PROTOCOL", "TABLE_QF", "FIG2_QF", "FIG3_QFS", "CROPS", "EVAL_SET", "TABLE1", "PUBLISHED_ONLY",
-           "SWEEP", "METRICS", "QGCN", "CASCNN", "network_name", "sweep_name", "sweep_losses", "objective",
-           "net_provenance", "run_provenance", "printed", "references", "jpeg_inputs", "restore", "restore_luma",
-           "project_outputs", "reencode_rmse", "stand_ins", "projection_check", "image_measures", "distribution",
+           "SWEEP", "METRICS", "QGCN", "CASCNN", "PROJECT_CODE", "network_name", "sweep_name", "sweep_losses",
+           "objective", "net_provenance", "run_provenance", "printed", "references", "jpeg_inputs", "restore",
+           "restore_luma",
+           "projected", "project_outputs", "reencode_rmse", "stand_ins", "projection_check", "image_measures", "distribution",
            "sample_statistics", "table1", "model_size", "theorem1", "sweep_reading"]
 
 PROTOCOL = protocols.replace(
@@ -138,24 +140,13 @@ def jpeg_inputs(refs: dict, qf: int) -> dict:
     return out
 
 
-def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = None) -> dict:
-    """``{name: restored uint8}`` (or K-stacks with ``samples=K``) by one ``Restorer`` call, IJG tables of ``qf``.
-
-    Draw k of the i-th image in ``decoded``'s order uses ``derive_seed(seed, i, k)``: the same dict order and seed
-    give the same draws, so draw 0 of ``samples=K`` is the single draw of ``samples=None``.
-    """
-    names = list(decoded)
-    out = Restorer(model)([decoded[n] for n in names], qf=qf, seed=seed, samples=samples)
-    return dict(zip(names, out))
-
-
 def restore_luma(model, decoded: dict, qf: int) -> dict:
     """A gray network on colour images: it restores the luma of each decoded JPEG (Pillow's YCbCr, the JFIF colour
     transform the codec itself uses), chroma kept as decoded, converted back to RGB by Pillow."""
     from PIL import Image
     names = list(decoded)
     ycc = [np.asarray(Image.fromarray(decoded[n]).convert("YCbCr")) for n in names]
-    luma = Restorer(model)([np.ascontiguousarray(a[..., 0]) for a in ycc], qf=qf)
+    luma = restore(model, {n: np.ascontiguousarray(a[..., 0]) for n, a in zip(names, ycc)}, qf).values()
     out = {}
     for n, a, y in zip(names, ycc, luma):
         merged = np.concatenate([y[..., None], a[..., 1:]], axis=2)
@@ -163,9 +154,27 @@ def restore_luma(model, decoded: dict, qf: int) -> dict:
     return out
 
 
+# What Ours-P runs: the projection and the differentiable codec it alternates with
+PROJECT_CODE = ("paperlib.models.posterior:project", "paperlib.diffjpeg.cell", "paperlib.diffjpeg.codec",
+                "paperlib.diffjpeg.color", "paperlib.diffjpeg.dct", "paperlib.diffjpeg.sampling",
+                "paperlib.diffjpeg.quantization")
+
+
+def projected(img: np.ndarray, coefs) -> np.ndarray:
+    """``models.posterior.project(img, coefs)`` (an image or a K-stack onto its input JPEG's cell), from the results
+    cache when the pixels, the input's coefficients and the projection's code are unchanged."""
+    from . import cache
+    from .models.posterior import PROJECTION_ITERATIONS, PROJECTION_MARGIN
+    k = cache.key(what="ours-p", image=cache.digest_array(np.asarray(img)), code=cache.code_digest(*PROJECT_CODE),
+                  coefs=[cache.digest_array(b.numpy()) for b in coefs.blocks] + [cache.digest_array(coefs.tables.numpy())],
+                  size=list(coefs.size), subsampling=coefs.subsampling, margin=PROJECTION_MARGIN,
+                  iterations=PROJECTION_ITERATIONS)
+    return cache.computed(k, lambda: project(img, coefs))
+
+
 def project_outputs(outputs: dict, inputs: dict) -> dict:
-    """Ours-P of every output (image or K-stack): ``models.posterior.project`` onto its input JPEG's cell."""
-    return {n: project(img, inputs[n][1]) for n, img in outputs.items()}
+    """Ours-P of every output (image or K-stack): ``projected`` onto its input JPEG's cell."""
+    return {n: projected(img, inputs[n][1]) for n, img in outputs.items()}
 
 
 def reencode_rmse(img: np.ndarray, decoded: np.ndarray, coefs) -> float:
@@ -198,8 +207,9 @@ def projection_check(candidates: dict, inputs: dict, qf: int) -> pd.DataFrame:
     for label, imgs in candidates.items():
         for n, img in imgs.items():
             dec, coefs = inputs[n]
-            rows.append({"candidate": label, "image": n, "qf": int(qf), "rmse_unprojected": reencode_rmse(img, dec, coefs),
-                         "rmse_projected": reencode_rmse(project(img, coefs), dec, coefs)})
+            rows.append({"candidate": label, "image": n, "qf": int(qf),
+                         "rmse_unprojected": reencode_rmse(img, dec, coefs),
+                         "rmse_projected": reencode_rmse(projected(img, coefs), dec, coefs)})
     return pd.DataFrame(rows, columns=["candidate", "image", "qf", "rmse_unprojected", "rmse_projected"])
 
 
@@ -233,7 +243,7 @@ def distribution(refs: dict, draws: Sequence[dict], seed: int = 0, fid_weights=N
     ``real_features``: the originals' Inception features, computed once by the caller for many methods.
     """
     real = list(refs.values())
-    swd = [float(metrics.swd(real, [d[n] for n in refs], seed=seed).mean() * 1e3) for d in draws]
+    swd = [float(evaluation.swd_levels(real, [d[n] for n in refs], seed=seed).mean() * 1e3) for d in draws]
     out = {"n_draws": len(draws), "swd_x1e3": float(np.mean(swd)),
            "swd_x1e3_std": float(np.std(swd, ddof=1)) if len(swd) > 1 else float("nan"),
            "fid": float("nan"), "fid_std": float("nan")}

@@ -94,9 +94,9 @@ def provenance(meta: dict, weights_meta: dict | None = None) -> dict:
 
 
 def weights_meta(name: str) -> dict:
-    """The meta stored inside the weights file of ``name`` (``checkpoint.load_fp16``); empty for a log-only entry."""
+    """The meta stored inside the weights file of ``name`` (``checkpoint.fp16_meta``); empty for a log-only entry."""
     meta = info(name)
-    return ckpt.load_fp16(CHECKPOINT_DIR / meta["file"])[1] if meta.get("file") else {}
+    return ckpt.fp16_meta(CHECKPOINT_DIR / meta["file"]) if meta.get("file") else {}
 
 
 def network_provenance(name: str) -> dict:

@@ -158,3 +158,120 @@ def test_model_digest_follows_in_place_weight_changes():
     assert cache.model_digest(twin) == changed
     twin.load_state_dict(CASCNN(width=8).state_dict())    # loaded in place over the old weights: recomputed
     assert cache.model_digest(twin) != changed
+
+
+class NoisyCounting(torch.nn.Module):
+    """A stochastic 'restorer' (input + scale * z) that counts the draws it computes."""
+
+    channels, uses_tables, stochastic, halo, grid = 1, False, True, 0, 1
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.calls = torch.nn.Parameter(torch.tensor(0.05)), 0
+
+    def noise(self, x, generator):
+        return torch.randn(x.shape, generator=generator)
+
+    def forward(self, x, z):
+        self.calls += x.shape[0]
+        return x + self.scale * z
+
+
+def test_restored_images_hit_equals_fresh_and_each_keeps_its_own_draws(fresh_cache, monkeypatch):
+    rng = np.random.default_rng(1)
+    dec = {n: rng.integers(0, 256, (16, 24), dtype=np.uint8) for n in "abcd"}
+    net = NoisyCounting()
+    first = evaluation.restore(net, {n: dec[n] for n in "abc"}, 20, seed=3, samples=3)
+    assert net.calls == 9 and first["a"].shape == (3, 16, 24)
+    again = evaluation.restore(net, {n: dec[n] for n in "abc"}, 20, seed=3, samples=3)
+    assert net.calls == 9 and all(np.array_equal(first[n], again[n]) for n in "abc")     # hit = what was stored
+    monkeypatch.setenv(cache.ENV_OFF, "1")
+    fresh = evaluation.restore(net, dec, 20, seed=3, samples=3)
+    plain = evaluation.restore(net, {"a": dec["a"], "d": dec["d"], "c": dec["c"]}, 20, seed=3, samples=3)
+    monkeypatch.delenv(cache.ENV_OFF)
+    assert net.calls == 9 + 12 + 9
+    assert all(np.array_equal(first[n], fresh[n]) for n in "abc")                       # hit = fresh
+    # a new image among cached ones: only it is restored, with the draws of its own position
+    mixed = evaluation.restore(net, {"a": dec["a"], "d": dec["d"], "c": dec["c"]}, 20, seed=3, samples=3)
+    assert net.calls == 30 + 3                                                            # a and c hit
+    assert all(np.array_equal(mixed[n], plain[n]) for n in "adc")
+    assert not np.array_equal(mixed["d"], fresh["d"])                                   # position 1, not 3
+    evaluation.restore(net, {n: dec[n] for n in "abc"}, 20, seed=4, samples=3)           # another seed misses
+    evaluation.restore(net, {n: dec[n] for n in "abc"}, 30, seed=3, samples=3)           # another QF misses
+    assert net.calls == 33 + 18
+    with torch.no_grad():
+        net.scale.add_(0.01)                                                            # a changed network misses
+    changed = evaluation.restore(net, {n: dec[n] for n in "abc"}, 20, seed=3, samples=3)
+    assert net.calls == 51 + 9 and not np.array_equal(changed["a"], first["a"])
+
+
+def test_restored_images_miss_when_the_restoring_code_changes(fresh_cache, monkeypatch):
+    torch.manual_seed(0)
+    net = Counting(CASCNN(width=8)).eval()
+    dec = {"a": np.full((16, 16), 100, np.uint8), "b": np.full((16, 16), 120, np.uint8)}
+    one = evaluation.restore(net, dec, 20)
+    evaluation.restore(net, {"b": dec["b"], "a": dec["a"]}, 20)    # deterministic: the position does not matter
+    assert net.calls == 2
+    real = cache.code_digest
+    monkeypatch.setattr(cache, "code_digest", lambda *parts: real(*parts) + (
+        "-edited" if "paperlib.evaluation:restore" in parts else ""))
+    two = evaluation.restore(net, dec, 20)
+    assert net.calls == 4 and all(np.array_equal(one[n], two[n]) for n in dec)
+
+
+def test_swd_and_projections_hit_equals_fresh_and_changes_miss(fresh_cache, monkeypatch):
+    """The arrays the generative notebooks compute from restored images: a hit is the fresh array, a changed input
+    or code misses (and ``PAPERLIB_NO_CACHE`` computes them as they are)."""
+    from paperlib import diffjpeg, metrics
+    from paperlib import posterior_eval as pe
+    from paperlib.models import posterior
+    rng = np.random.default_rng(2)
+    real = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    fake = [np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8) for a in real]
+    calls = []
+    real_swd = metrics.swd
+    monkeypatch.setattr(metrics, "swd", lambda *a, **k: calls.append(1) or real_swd(*a, **k))
+    a = evaluation.swd_levels(real, fake, seed=1)
+    b = evaluation.swd_levels(real, fake, seed=1)
+    assert len(calls) == 1 and np.array_equal(a, b) and np.array_equal(a, real_swd(real, fake, seed=1))
+    evaluation.swd_levels(real, fake[::-1], seed=1)                       # other images (here: their order) miss
+    evaluation.swd_levels(real, fake, seed=2)                             # another seed misses
+    assert len(calls) == 3
+    # Ours-P: a projection onto the cell of the JPEG file the image came from
+    ref = np.asarray(rng.integers(60, 200, (24, 32, 3)), np.uint8)
+    coefs = diffjpeg.read_coefficients(_jpeg_file(fresh_cache.parent, ref))
+    stack = np.stack([fake[0][:24], fake[1][:24]])
+    p1 = pe.projected(stack, coefs)
+    assert np.array_equal(p1, posterior.project(stack, coefs))            # fresh
+    monkeypatch.setattr(posterior, "project", lambda *a, **k: pytest.fail("a hit must not project again"))
+    monkeypatch.setattr(pe, "project", posterior.project)
+    assert np.array_equal(pe.projected(stack, coefs), p1)                 # hit
+    real_digest = cache.code_digest
+    monkeypatch.setattr(cache, "code_digest", lambda *parts: real_digest(*parts) + (
+        "-edited" if "paperlib.diffjpeg.cell" in parts else ""))
+    with pytest.raises(pytest.fail.Exception):                            # the projection's code changed: computed
+        pe.projected(stack, coefs)
+
+
+def _jpeg_file(folder, img):
+    from paperlib import jpeg
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "input.jpg"
+    path.write_bytes(jpeg.encode(img, 20, subsampling="4:2:0", codec="pillow"))
+    return path
+
+
+def test_scores_hit_equals_fresh_and_changes_miss(fresh_cache, monkeypatch):
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    test = np.clip(ref.astype(int) + rng.integers(-9, 10, ref.shape), 0, 255).astype(np.uint8)
+    fresh = protocols.GRAY.score(ref, test)
+    calls = []
+    real = protocols.Protocol.score
+    monkeypatch.setattr(protocols.Protocol, "score", lambda self, a, b: calls.append(1) or real(self, a, b))
+    first = protocols.scored(protocols.GRAY, ref, test)
+    assert first == {k: float(v) for k, v in fresh.items()} and len(calls) == 1
+    assert protocols.scored(protocols.GRAY, ref, test) == first and len(calls) == 1           # hit = fresh
+    protocols.scored(protocols.replace(protocols.GRAY, ssim_window="skimage"), ref, test)     # another protocol
+    protocols.scored(protocols.GRAY, ref, np.roll(test, 1, axis=0))                         # other pixels
+    assert len(calls) == 3

@@ -24,8 +24,8 @@ def load(path, device="cpu", arch: str | None = None):
     """
     from importlib import import_module
 
-    from ..checkpoint import load_fp16
-    found = load_fp16(path)[1].get("arch")
+    from ..checkpoint import fp16_meta
+    found = fp16_meta(path).get("arch")
     if found not in _LOADERS:
         raise ValueError(f"{path}: unknown network family {found!r}; known: {', '.join(sorted(_LOADERS))}")
     if arch is not None and found != arch:
