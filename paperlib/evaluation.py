@@ -45,7 +45,7 @@ RESTORE_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "p
 
 # What ``restore`` runs, besides the network's own code
 IMAGES_CODE = ("paperlib.restorer:Restorer", "paperlib.restorer:_generator", "paperlib.patches:derive_seed",
-               "paperlib.evaluation:restore")
+               "paperlib.evaluation:restore", "paperlib.evaluation:_restore_some")
 
 SAMPLING_CODE = ("paperlib.diffjpeg.consistency", "paperlib.metrics.sampling")   # the stochastic report's columns
 
@@ -174,11 +174,25 @@ def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = 
         else:
             out[n] = hit[1]
     if missing:
-        fresh = restorer([decoded[names[i]] for i in missing], qf=qf, seed=seed, samples=samples, index=missing)
+        fresh = _restore_some(restorer, [decoded[n] for n in names], missing, qf, seed, samples)
         for i, img in zip(missing, fresh):
             cache.store(keys[i], {"image": names[i], "shape": list(img.shape)}, img)
             out[names[i]] = img
     return {n: out[n] for n in names}
+
+
+def _restore_some(restorer, images: list, which: list, qf: int, seed: int, samples) -> list:
+    """``restorer(images, qf=qf, seed=seed, samples=samples)`` for the images at positions ``which`` only, each with
+    the draws of its own position in the whole call (``Restorer``'s jobs: image index and sample)."""
+    if len(which) == len(images):
+        return restorer(images, qf=qf, seed=seed, samples=samples)
+    if samples is not None and (int(samples) < 1 or (int(samples) > 1 and not restorer.stochastic)):
+        return restorer(images[:1], qf=qf, seed=seed, samples=samples)   # the restorer says what is wrong
+    k = 1 if samples is None else int(samples)
+    images = [restorer._check(im) for im in images]
+    outs = restorer._run(images, restorer._tables(len(images), None, qf), [(i, s) for i in which for s in range(k)],
+                         seed)
+    return [outs[(i, 0)] if samples is None else np.stack([outs[(i, s)] for s in range(k)]) for i in which]
 
 
 def swd_levels(real, fake, seed: int = 0) -> np.ndarray:

@@ -83,16 +83,9 @@ class Restorer:
     # ---- the call ---------------------------------------------------------------------------
 
     def __call__(self, images: Sequence[np.ndarray], tables=None, qf: int | None = None, seed: int = 0,
-                 samples: int | None = None, index: Sequence[int] | None = None) -> list:
-        """Restore ``images``: a list of uint8 images, or with ``samples=K`` a list of K x H x W(x3) stacks.
-
-        ``index``: the position each image has in the call whose draws it reproduces (default 0, 1, ...): sample
-        ``k`` of ``images[j]`` uses ``derive_seed(seed, index[j], k)``, so some images of a call can be restored
-        again on their own (``evaluation.restore`` does, for those the results cache lacks)."""
+                 samples: int | None = None) -> list:
+        """Restore ``images``: a list of uint8 images, or with ``samples=K`` a list of K x H x W(x3) stacks."""
         images = [self._check(im) for im in images]
-        index = list(range(len(images))) if index is None else [int(i) for i in index]
-        if len(index) != len(images):
-            raise ValueError(f"{len(index)} indices for {len(images)} images")
         per_image = self._tables(len(images), tables, qf)
         if samples is not None and int(samples) < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -101,7 +94,7 @@ class Restorer:
                              "ask for samples of a stochastic model only")
         k = 1 if samples is None else int(samples)
         jobs = [(i, s) for i in range(len(images)) for s in range(k)]
-        outs = self._run(images, per_image, jobs, seed, index)
+        outs = self._run(images, per_image, jobs, seed)
         if samples is None:
             return [outs[(i, 0)] for i in range(len(images))]
         return [np.stack([outs[(i, s)] for s in range(k)]) for i in range(len(images))]
@@ -143,7 +136,7 @@ class Restorer:
             return [np.asarray(t, np.float32) for t in tables]
         return [np.asarray(tables, np.float32)] * n
 
-    def _run(self, images, tables, jobs, seed, index) -> dict:
+    def _run(self, images, tables, jobs, seed) -> dict:
         model = self.model
         p = next(model.parameters())
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -172,7 +165,7 @@ class Restorer:
                             t = torch.from_numpy(t[:, :n_tab]).to(p.device)
                         z = None
                         if model.stochastic:
-                            z = torch.cat([model.noise(x[j:j + 1], _generator(seed, index[i], s))
+                            z = torch.cat([model.noise(x[j:j + 1], _generator(seed, i, s))
                                            for j, (i, s) in enumerate(chunk)]).to(p.device)
                         y = self._tiled(x, t, z) if big else self._forward(x, t, z)
                         y = (y.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
