@@ -124,7 +124,7 @@ def evaluate_network(paths, qfs, model, keep: Iterable[str] = (), protocol="gray
     keep = set(keep)
     rows, kept = [], {}
     for path in tqdm(paths, desc=f"{restorer.name} {protocol.name} QF {qfs}", disable=not progress, leave=False):
-        ref = protocol.reference(path)
+        ref = protocols.reference(protocol, path)
         for qf in qfs:
             r, k = _restored_rows(restorer, protocol, [ref], qf, seed, keep, [path.stem], samples)
             rows += r
@@ -214,7 +214,7 @@ def center_crops(paths, size: int, protocol="gray") -> dict:
     protocol = _protocol(protocol)
     out = {}
     for p in paths:
-        ref = protocol.reference(p)
+        ref = protocols.reference(protocol, p)
         h, w = ref.shape[:2]
         ch, cw = min(size, h), min(size, w)
         top, left = (h - ch) // 2, (w - cw) // 2

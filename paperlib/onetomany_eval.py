@@ -227,7 +227,7 @@ def references(paths, crop: int | None = None, protocol="gray") -> dict:
     protocol = protocols.get(protocol) if isinstance(protocol, str) else protocol
     if crop:
         return evaluation.center_crops(paths, int(crop), protocol)
-    return {Path(p).stem: protocol.reference(p) for p in paths}
+    return {Path(p).stem: protocols.reference(protocol, p) for p in paths}
 
 
 def compress(refs: dict, qf: int, protocol="gray") -> dict:

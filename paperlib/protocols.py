@@ -7,6 +7,7 @@ Variants for comparison are made with ``dataclasses.replace``, e.g.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from . import images, jpeg, metrics
 
 __all__ = ["Protocol", "GRAY", "COLOR_QGCN", "COLOR_QGCN_SSIM8", "PROTOCOLS", "get", "evaluate", "summarize", "replace",
-           "scored"]
+           "reference", "scored"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,29 @@ CODE = ("paperlib.protocols:Protocol", "paperlib.protocols:jpeg_row", "paperlib.
         "paperlib.metrics.fidelity")   # what a JPEG row runs
 
 
+READ_MEMO_BYTES = 256 << 20   # references kept in memory: a notebook reads the same set once per network
+_READ_MEMO: OrderedDict = OrderedDict()
+
+
+def reference(protocol: Protocol, path) -> np.ndarray:
+    """``protocol.reference(path)``, remembered while the file's size and modification time stay the same (the
+    last ``READ_MEMO_BYTES`` of references); a fresh copy each call."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return protocol.reference(path)   # it says what is wrong with the path
+    key = (protocol, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    ref = _READ_MEMO.get(key)
+    if ref is None:
+        ref = _READ_MEMO[key] = protocol.reference(path)
+        while sum(a.nbytes for a in _READ_MEMO.values()) > READ_MEMO_BYTES and len(_READ_MEMO) > 1:
+            _READ_MEMO.popitem(last=False)
+    else:
+        _READ_MEMO.move_to_end(key)
+    return ref.copy()
+
+
 def scored(protocol: Protocol, ref: np.ndarray, test: np.ndarray) -> dict:
     """``protocol.score(ref, test)`` from the results cache when both images' pixels, the protocol and the code of
     its metrics are unchanged."""
@@ -139,7 +163,7 @@ def evaluate(paths: Iterable, qfs: Iterable[int], protocol: Protocol | str = GRA
         raise ValueError("no quality factors given")
     rows = []
     for path in tqdm(paths, desc=f"{protocol.name} QF {qfs}", disable=not progress, leave=False):
-        ref = protocol.reference(path)
+        ref = reference(protocol, path)
         for qf in qfs:
             k = cache_key(protocol, ref, qf) if restore is None else None
             hit = cache.load(k) if k else None

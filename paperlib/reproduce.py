@@ -78,7 +78,7 @@ def cropped_jpeg_rows(eval_set: str, qfs, multiple: int = 32, data_root=None) ->
     name, split, proto = EVAL_SETS[eval_set]
     proto = protocols.get(proto)
     paths = data.image_paths(name, split, data_root=data_root)
-    refs = {p.stem: proto.reference(p) for p in paths}
+    refs = {p.stem: protocols.reference(proto, p) for p in paths}
     crops = {k: v[: v.shape[0] // multiple * multiple, : v.shape[1] // multiple * multiple] for k, v in refs.items()}
     whole = protocols.summarize(evaluate_arrays(refs, qfs, None, proto)).set_index("qf")
     cropped = protocols.summarize(evaluate_arrays(crops, qfs, None, proto)).set_index("qf")

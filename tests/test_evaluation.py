@@ -130,3 +130,24 @@ def test_paired_bootstrap_is_reproducible_and_refuses_bad_input():
     for bad in (([1.0, 2.0], [1.0]), ([], []), ([1.0, np.nan], [1.0, 2.0]), ([[1.0]], [[1.0]])):
         with pytest.raises(ValueError):
             evaluation.paired_bootstrap(*bad)
+
+
+def test_references_are_remembered_only_while_the_file_is_unchanged(tmp_path):
+    """Notebooks read the same set once per network: a second read comes from memory, a copy each time, and a
+    rewritten file is read again."""
+    import os
+
+    from PIL import Image
+
+    from paperlib import images, protocols
+    p = tmp_path / "a.png"
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(p)
+    first = protocols.reference(protocols.GRAY, p)
+    assert np.array_equal(first, images.rgb_to_y(rgb))
+    assert np.array_equal(protocols.reference(protocols.COLOR_QGCN, p), rgb)     # each protocol its own reading
+    first[:] = 0                                                                  # a caller's edit stays its own
+    assert np.array_equal(protocols.reference(protocols.GRAY, p), images.rgb_to_y(rgb))
+    Image.fromarray(rgb[::-1].copy()).save(p)
+    os.utime(p, ns=(1, 1))                                                        # another modification time
+    assert np.array_equal(protocols.reference(protocols.GRAY, p), images.rgb_to_y(rgb[::-1]))
