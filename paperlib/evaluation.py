@@ -146,9 +146,11 @@ def evaluate_arrays(refs: dict, qfs, model=None, protocol="gray", batch: int = 8
     return pd.DataFrame(rows)
 
 
-def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = None) -> dict:
-    """``{name: restored uint8}`` (or K x H x W(x3) stacks with ``samples=K``) of decoded JPEG images, IJG tables of
-    ``qf``, as one ``Restorer`` call over ``decoded`` in its order: sample ``k`` of the ``i``-th image draws its Z
+def restore(model, decoded: dict, qf: int | None = None, seed: int = 0, samples: int | None = None,
+            tables=None) -> dict:
+    """``{name: restored uint8}`` (or K x H x W(x3) stacks with ``samples=K``) of decoded JPEG images, with the IJG
+    tables of ``qf`` or the ``tables`` their files carry (one T x 8 x 8 array for all), as one ``Restorer`` call over
+    ``decoded`` in its order: sample ``k`` of the ``i``-th image draws its Z
     from ``derive_seed(seed, i, k)``, so the same call gives the same samples and draw 0 of ``samples=K`` is the
     single draw of ``samples=None``.
 
@@ -156,12 +158,15 @@ def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = 
     ``qf``, ``seed``, ``samples``, the network's weights and the code that restores it are unchanged; the others are
     restored together, each with its own position's draws.
     """
+    if (qf is None) == (tables is None):
+        raise ValueError("give qf (IJG tables) or tables, one of them")
     from . import cache
     restorer = as_restorer(model)
     names = list(decoded)
     net = restorer.model
     common = {"what": "restored images", "model": cache.model_digest(net), "model_code": cache.forward_digest(net),
-              "restore_code": cache.code_digest(*IMAGES_CODE), "qf": int(qf)}
+              "restore_code": cache.code_digest(*IMAGES_CODE), "qf": None if qf is None else int(qf),
+              "tables": None if tables is None else cache.digest_array(np.asarray(tables, np.float32))}
     if restorer.stochastic:
         common.update(seed=int(seed), samples=None if samples is None else int(samples))
     keys = [cache.key(**common, image=cache.digest_array(np.asarray(decoded[n])),
@@ -174,23 +179,23 @@ def restore(model, decoded: dict, qf: int, seed: int = 0, samples: int | None = 
         else:
             out[n] = hit[1]
     if missing:
-        fresh = _restore_some(restorer, [decoded[n] for n in names], missing, qf, seed, samples)
+        fresh = _restore_some(restorer, [decoded[n] for n in names], missing, qf, tables, seed, samples)
         for i, img in zip(missing, fresh):
             cache.store(keys[i], {"image": names[i], "shape": list(img.shape)}, img)
             out[names[i]] = img
     return {n: out[n] for n in names}
 
 
-def _restore_some(restorer, images: list, which: list, qf: int, seed: int, samples) -> list:
-    """``restorer(images, qf=qf, seed=seed, samples=samples)`` for the images at positions ``which`` only, each with
-    the draws of its own position in the whole call (``Restorer``'s jobs: image index and sample)."""
+def _restore_some(restorer, images: list, which: list, qf, tables, seed: int, samples) -> list:
+    """``restorer(images, tables, qf=qf, seed=seed, samples=samples)`` for the images at positions ``which`` only,
+    each with the draws of its own position in the whole call (``Restorer``'s jobs: image index and sample)."""
     if len(which) == len(images):
-        return restorer(images, qf=qf, seed=seed, samples=samples)
+        return restorer(images, tables, qf=qf, seed=seed, samples=samples)
     if samples is not None and (int(samples) < 1 or (int(samples) > 1 and not restorer.stochastic)):
-        return restorer(images[:1], qf=qf, seed=seed, samples=samples)   # the restorer says what is wrong
+        return restorer(images[:1], tables, qf=qf, seed=seed, samples=samples)   # the restorer says what is wrong
     k = 1 if samples is None else int(samples)
     images = [restorer._check(im) for im in images]
-    outs = restorer._run(images, restorer._tables(len(images), None, qf), [(i, s) for i in which for s in range(k)],
+    outs = restorer._run(images, restorer._tables(len(images), tables, qf), [(i, s) for i in which for s in range(k)],
                          seed)
     return [outs[(i, 0)] if samples is None else np.stack([outs[(i, s)] for s in range(k)]) for i in which]
 

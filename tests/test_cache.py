@@ -275,3 +275,20 @@ def test_scores_hit_equals_fresh_and_changes_miss(fresh_cache, monkeypatch):
     protocols.scored(protocols.replace(protocols.GRAY, ssim_window="skimage"), ref, test)     # another protocol
     protocols.scored(protocols.GRAY, ref, np.roll(test, 1, axis=0))                         # other pixels
     assert len(calls) == 3
+
+
+def test_restored_with_a_files_own_tables_keys_on_the_tables(fresh_cache):
+    from paperlib import jpeg
+    from paperlib.models.qgcn import QGCN
+    from paperlib.restorer import Restorer
+    torch.manual_seed(0)
+    net = QGCN(3, n_res=1, init_std=0.05).eval()
+    dec = {"a": np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8)}
+    t20, t30 = jpeg.ijg_tables(20, True), jpeg.ijg_tables(30, True)
+    a = evaluation.restore(net, dec, tables=t20)["a"]
+    assert np.array_equal(a, Restorer(net)([dec["a"]], t20)[0])                    # fresh
+    assert np.array_equal(evaluation.restore(net, dec, qf=20)["a"], a)             # qf=20 restores with the same tables
+    assert np.array_equal(evaluation.restore(net, dec, tables=t20)["a"], a)        # hit
+    assert not np.array_equal(evaluation.restore(net, dec, tables=t30)["a"], a)    # other tables miss
+    with pytest.raises(ValueError, match="one of them"):
+        evaluation.restore(net, dec, qf=20, tables=t20)
