@@ -22,8 +22,11 @@ def _umask() -> int:
 _MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's temp files are 0600
 
 
-def write(path, fill) -> Path:
-    """Call ``fill(binary_file_object)`` on a temp file next to ``path``, then rename it onto ``path``."""
+def write(path, fill, durable: bool = True) -> Path:
+    """Call ``fill(binary_file_object)`` on a temp file next to ``path``, then rename it onto ``path``.
+
+    ``durable=False`` skips the fsync: still never a truncated file after a killed run, but after a power
+    loss the file may be empty or missing (for what can be recomputed, such as the results cache)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -31,7 +34,8 @@ def write(path, fill) -> Path:
         with os.fdopen(fd, "wb") as f:
             fill(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), _MODE)
         os.replace(tmp, path)
@@ -42,9 +46,9 @@ def write(path, fill) -> Path:
     return path
 
 
-def write_bytes(path, data: bytes) -> Path:
-    return write(path, lambda f: f.write(data))
+def write_bytes(path, data: bytes, durable: bool = True) -> Path:
+    return write(path, lambda f: f.write(data), durable)
 
 
-def write_text(path, text: str) -> Path:
-    return write(path, lambda f: f.write(text.encode("utf-8")))
+def write_text(path, text: str, durable: bool = True) -> Path:
+    return write(path, lambda f: f.write(text.encode("utf-8")), durable)

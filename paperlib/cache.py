@@ -35,6 +35,7 @@ import os
 import re
 import sys
 import weakref
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,21 +175,22 @@ def load(k: str, with_image: bool = False):
         if with_image:
             with np.load(npath) as z:
                 image = z["image"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):   # absent, or left empty or cut short
         return None
     return row, image
 
 
 def store(k: str, row: dict, image: np.ndarray | None = None) -> None:
-    """Write ``row`` (JSON) and, if given, ``image`` (compressed npz) under ``k``, atomically."""
+    """Write ``row`` (JSON) and, if given, ``image`` (compressed npz) under ``k``, atomically (not fsynced: an entry
+    a power loss leaves empty is unreadable, so a miss)."""
     if not enabled():
         return
     jpath, npath = _paths(k)
     if image is not None:
         buf = io.BytesIO()
         np.savez_compressed(buf, image=np.asarray(image))
-        atomic.write_bytes(npath, buf.getvalue())
-    atomic.write_text(jpath, json.dumps(row))
+        atomic.write_bytes(npath, buf.getvalue(), durable=False)
+    atomic.write_text(jpath, json.dumps(row), durable=False)
 
 
 def computed(k: str, compute) -> np.ndarray:

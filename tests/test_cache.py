@@ -292,3 +292,16 @@ def test_restored_with_a_files_own_tables_keys_on_the_tables(fresh_cache):
     assert not np.array_equal(evaluation.restore(net, dec, tables=t30)["a"], a)    # other tables miss
     with pytest.raises(ValueError, match="one of them"):
         evaluation.restore(net, dec, qf=20, tables=t20)
+
+
+def test_an_entry_left_empty_or_cut_short_is_a_miss(fresh_cache):
+    """Entries are not fsynced: after a power loss one may be empty or truncated, and must read as absent."""
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    for k, damage in (("a" * 64, lambda b: b""), ("b" * 64, lambda b: b[: len(b) // 2])):
+        cache.store(k, {"x": 1.5}, img)
+        assert cache.load(k, with_image=True)[1].tobytes() == img.tobytes()
+        npz, js = fresh_cache / k[:2] / f"{k}.npz", fresh_cache / k[:2] / f"{k}.json"
+        npz.write_bytes(damage(npz.read_bytes()))
+        assert cache.load(k, with_image=True) is None and cache.load(k) == ({"x": 1.5}, None)
+        js.write_bytes(damage(js.read_bytes()))
+        assert cache.load(k) is None
