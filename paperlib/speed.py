@@ -79,17 +79,36 @@ def _count(model: nn.Module, height: int, width: int, in_channels: int, batch: i
     return counter
 
 
+def _counts(model: nn.Module, height: int, width: int, in_channels: int) -> dict:
+    """``FlopCounterMode``'s counts of one forward pass, ``{module: {op: FLOPs}}`` (``"Global"``: all of them), from the
+    results cache when the architecture (the code its forward runs, its class's kwargs, its layers as printed, its
+    tensors' names and shapes, torch's version) and the input are unchanged: the weights' values do not change a count, and counting
+    starts torch's compiler stack, seconds per process."""
+    from . import cache
+    k = cache.key(what="flop counts", model_code=cache.forward_digest(model), kwargs=getattr(model, "kwargs", None),
+                  layers=repr(model),   # torch's own layers with their settings (stride, padding, ...)
+                  tensors=[(n, str(t.dtype), list(t.shape)) for n, t in model.state_dict().items()],
+                  input=[1, in_channels, height, width], code=cache.code_digest("paperlib.speed:_count"))
+    hit = cache.load(k)
+    if hit is not None:
+        return hit[0]
+    counts = {str(m): {str(op): int(v) for op, v in ops.items()}
+              for m, ops in _count(model, height, width, in_channels, 1).get_flop_counts().items()}
+    cache.store(k, counts)
+    return counts
+
+
 def flops_per_pixel(model: nn.Module, height: int = 64, width: int = 64, in_channels: int = 1) -> float:
     """FLOPs (multiply-add = 2) of one forward pass divided by the output pixels ``height * width``.
 
     Counts convolutions and matrix products only (see the module docstring).
     """
-    return _count(model, height, width, in_channels, 1).get_total_flops() / (height * width)
+    return sum(_counts(model, height, width, in_channels).get("Global", {}).values()) / (height * width)
 
 
 def flops_by_module(model: nn.Module, height: int = 64, width: int = 64, in_channels: int = 1) -> dict:
     """FLOPs per output pixel of each direct child module of ``model`` (those that count any)."""
-    counts = _count(model, height, width, in_channels, 1).get_flop_counts()
+    counts = _counts(model, height, width, in_channels)
     root = type(model).__name__
     out = {}
     for name, ops in counts.items():

@@ -78,3 +78,20 @@ def test_conv3x3_flops_per_call_matches_the_counter():
     assert r["flop_per_call"] == speed.flops_per_pixel(conv, 24, 32, in_channels=16) * 24 * 32 * 2
     assert r["gflops"] > 0 and math.isfinite(r["gflops"])
     assert r["gflops"] == pytest.approx(r["flop_per_call"] / r["s_per_call"] / 1e9)
+
+
+def test_flop_counts_come_from_the_cache_only_for_the_same_architecture(monkeypatch):
+    """Counting starts torch's compiler stack, so counts are cached; a layer with other settings (the same weight
+    shapes) or another input size is counted again, and a hit is the fresh count."""
+    calls = []
+    real = speed._count
+    monkeypatch.setattr(speed, "_count", lambda *a: calls.append(1) or real(*a))
+    a = torch.nn.Conv2d(3, 5, 3, padding=1)
+    first = speed.flops_per_pixel(a, 16, 16, in_channels=3)
+    assert first == 2 * 9 * 3 * 5 and len(calls) == 1
+    b = torch.nn.Conv2d(3, 5, 3, padding=1)
+    assert speed.flops_per_pixel(b, 16, 16, in_channels=3) == first and len(calls) == 1     # other weights: a hit
+    strided = torch.nn.Conv2d(3, 5, 3, padding=1, stride=2)                                 # same weight shapes
+    assert speed.flops_per_pixel(strided, 16, 16, in_channels=3) == first / 4 and len(calls) == 2
+    speed.flops_per_pixel(a, 32, 32, in_channels=3)
+    assert len(calls) == 3
