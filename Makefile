@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
+.PHONY: setup figures FORCE check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
         onetomany-checkpoints posterior-checkpoints paper-checkpoints gpu-lanes
 
 setup: $(STAMP)
@@ -20,16 +20,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The datasets first (found, or downloaded and verified): without them the notebooks would fall back to demo
-# images, and demo rows must never replace committed figures. Scores come from the results cache when nothing
-# they depend on changed (paperlib/cache.py); FRESH=1 recomputes everything.
+# The datasets before each notebook (found, or downloaded and verified): without them the notebooks would fall
+# back to demo images, and demo rows must never replace committed figures. A notebook runs again only when it, the
+# package, a checkpoint or a data manifest is newer than its last complete run (build/notebooks/, written when it
+# finishes); inside a run, scores and restorations come from the results cache when nothing they depend on changed
+# (paperlib/cache.py). FRESH=1 runs every notebook and recomputes everything.
 DATASETS := live1 classic5 set14 bsds500 imagenet-sample-1000
-figures: $(STAMP)
+NOTEBOOK_RUNS := $(patsubst notebooks/%,build/notebooks/%,$(wildcard notebooks/*.ipynb))
+NOTEBOOK_DEPS := $(shell find paperlib -type f ! -name '*.pyc') $(wildcard checkpoints/* data_manifests/*) pyproject.toml
+figures: $(STAMP) $(NOTEBOOK_RUNS)
+
+build/notebooks/%.ipynb: notebooks/%.ipynb $(NOTEBOOK_DEPS) $(if $(FRESH),FORCE) | $(STAMP)
 	set -e; for d in $(DATASETS); do $(BIN)/python -m paperlib data fetch $$d; done
 	mkdir -p build/notebooks
-	set -e; for nb in notebooks/*.ipynb; do \
-	  $(if $(FRESH),PAPERLIB_NO_CACHE=1) $(BIN)/papermill --cwd notebooks "$$nb" "build/notebooks/$$(basename $$nb)"; \
-	done
+	$(if $(FRESH),PAPERLIB_NO_CACHE=1) $(BIN)/papermill --cwd notebooks $< $(@:.ipynb=.part.ipynb)
+	mv $(@:.ipynb=.part.ipynb) $@
+
+FORCE:
 
 # Pinned cells of every committed table recomputed from the committed weights, fresh (no cache).
 check-figures: $(STAMP)
