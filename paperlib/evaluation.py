@@ -150,9 +150,8 @@ def restore(model, decoded: dict, qf: int | None = None, seed: int = 0, samples:
             tables=None) -> dict:
     """``{name: restored uint8}`` (or K x H x W(x3) stacks with ``samples=K``) of decoded JPEG images, with the IJG
     tables of ``qf`` or the ``tables`` their files carry (one T x 8 x 8 array for all), as one ``Restorer`` call over
-    ``decoded`` in its order: sample ``k`` of the ``i``-th image draws its Z
-    from ``derive_seed(seed, i, k)``, so the same call gives the same samples and draw 0 of ``samples=K`` is the
-    single draw of ``samples=None``.
+    ``decoded`` in its order: sample ``k`` of the ``i``-th image draws its Z from ``derive_seed(seed, i, k)``, so the
+    same call gives the same samples and draw 0 of ``samples=K`` is the single draw of ``samples=None``.
 
     Each image's output comes from the results cache when its decoded pixels, its position (stochastic networks),
     ``qf``, ``seed``, ``samples``, the network's weights and the code that restores it are unchanged; the others are
@@ -166,9 +165,10 @@ def restore(model, decoded: dict, qf: int | None = None, seed: int = 0, samples:
     net = restorer.model
     common = {"what": "restored images", "model": cache.model_digest(net), "model_code": cache.forward_digest(net),
               "restore_code": cache.code_digest(*IMAGES_CODE), "qf": None if qf is None else int(qf),
-              "tables": None if tables is None else cache.digest_array(np.asarray(tables, np.float32))}
+              "tables": None if tables is None else cache.digest_array(np.asarray(tables, np.float32)),
+              "samples": None if samples is None else int(samples)}   # a 1-stack is not an image
     if restorer.stochastic:
-        common.update(seed=int(seed), samples=None if samples is None else int(samples))
+        common["seed"] = int(seed)
     keys = [cache.key(**common, image=cache.digest_array(np.asarray(decoded[n])),
                       index=i if restorer.stochastic else None) for i, n in enumerate(names)]
     out, missing = {}, []

@@ -34,9 +34,8 @@ from .train import read_manifest
 __all__ = ["PROTOCOL", "TABLE_QF", "FIG2_QF", "FIG3_QFS", "CROPS", "EVAL_SET", "TABLE1", "PUBLISHED_ONLY",
            "SWEEP", "METRICS", "QGCN", "CASCNN", "PROJECT_CODE", "network_name", "sweep_name", "sweep_losses",
            "objective", "net_provenance", "run_provenance", "printed", "references", "jpeg_inputs", "restore",
-           "restore_luma",
-           "projected", "project_outputs", "reencode_rmse", "stand_ins", "projection_check", "image_measures", "distribution",
-           "sample_statistics", "table1", "model_size", "theorem1", "sweep_reading"]
+           "restore_luma", "projected", "project_outputs", "reencode_rmse", "stand_ins", "projection_check",
+           "image_measures", "distribution", "sample_statistics", "table1", "model_size", "theorem1", "sweep_reading"]
 
 PROTOCOL = protocols.replace(
     protocols.COLOR_QGCN, name="color-pillow", codec="pillow",
@@ -166,7 +165,7 @@ def projected(img: np.ndarray, coefs) -> np.ndarray:
     from . import cache
     from .models.posterior import PROJECTION_ITERATIONS, PROJECTION_MARGIN
     k = cache.key(what="ours-p", image=cache.digest_array(np.asarray(img)), code=cache.code_digest(*PROJECT_CODE),
-                  coefs=[cache.digest_array(b.numpy()) for b in coefs.blocks] + [cache.digest_array(coefs.tables.numpy())],
+                  coefs=[cache.digest_array(b.numpy()) for b in [*coefs.blocks, coefs.tables]],
                   size=list(coefs.size), subsampling=coefs.subsampling, margin=PROJECTION_MARGIN,
                   iterations=PROJECTION_ITERATIONS)
     return cache.computed(k, lambda: project(img, coefs))

@@ -305,3 +305,12 @@ def test_an_entry_left_empty_or_cut_short_is_a_miss(fresh_cache):
         assert cache.load(k, with_image=True) is None and cache.load(k) == ({"x": 1.5}, None)
         js.write_bytes(damage(js.read_bytes()))
         assert cache.load(k) is None
+
+
+def test_a_one_sample_stack_is_not_the_image(fresh_cache):
+    torch.manual_seed(0)
+    net = CASCNN(width=8).eval()
+    dec = {"a": np.full((16, 16), 90, np.uint8)}
+    image = evaluation.restore(net, dec, 20)["a"]
+    stack = evaluation.restore(net, dec, 20, samples=1)["a"]
+    assert image.shape == (16, 16) and stack.shape == (1, 16, 16) and np.array_equal(stack[0], image)
