@@ -80,10 +80,10 @@ def _count(model: nn.Module, height: int, width: int, in_channels: int, batch: i
 
 
 def _counts(model: nn.Module, height: int, width: int, in_channels: int) -> dict:
-    """``FlopCounterMode``'s counts of one forward pass, ``{module: {op: FLOPs}}`` (``"Global"``: all of them), from the
-    results cache when the architecture (the code its forward runs, its class's kwargs, its layers as printed, its
-    tensors' names and shapes, torch's version) and the input are unchanged: the weights' values do not change a count, and counting
-    starts torch's compiler stack, seconds per process."""
+    """``FlopCounterMode``'s counts of one forward pass, ``{module: {op: FLOPs}}`` (``"Global"``: all of them), from
+    the results cache when the architecture (the code its forward runs, its class's kwargs, its layers as printed,
+    its tensors' names and shapes, torch's version) and the input are unchanged: the weights' values do not change
+    a count, and counting starts torch's compiler stack, seconds per process."""
     from . import cache
     k = cache.key(what="flop counts", model_code=cache.forward_digest(model), kwargs=getattr(model, "kwargs", None),
                   layers=repr(model),   # torch's own layers with their settings (stride, padding, ...)
