@@ -76,18 +76,25 @@ def main():
             row["warm_s"], row["warm_slowest_cell"] = run(nb, env, tmp)
             rows.append({**row, "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()})
             print(rows[-1], flush=True)
-        total = {"notebook": "all notebooks", "warm_s": sum(r["warm_s"] for r in rows),
-                 "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()}
-        if not a.warm_only:
-            total.update(cold_s=sum(r["cold_s"] for r in rows), network_tflop=sum(r["network_tflop"] for r in rows),
-                         compute_bound_s=sum(r["compute_bound_s"] for r in rows))
-            total["cold_over_bound"] = total["cold_s"] / total["compute_bound_s"] if total["compute_bound_s"] else float("nan")
-        rows.append(total)
+            save(rows, a, conv, cpu)
         if a.tests:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "pytest", "-q"], check=False, cwd=ROOT, env=env, capture_output=True)
             rows.append({"notebook": "test suite (python -m pytest)", "cold_s": time.perf_counter() - t0, "cpu": cpu,
                          "threads": torch.get_num_threads()})
+            save(rows, a, conv, cpu)
+
+
+def save(rows: list[dict], a, conv: dict, cpu: str):
+    """Write the table so far (after every notebook: a run cut short keeps what it measured)."""
+    nbs = [r for r in rows if not r["notebook"].startswith("test suite")]
+    total = {"notebook": "all notebooks", "warm_s": sum(r["warm_s"] for r in nbs),
+             "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()}
+    if not a.warm_only:
+        total.update(cold_s=sum(r["cold_s"] for r in nbs), network_tflop=sum(r["network_tflop"] for r in nbs),
+                     compute_bound_s=sum(r["compute_bound_s"] for r in nbs))
+        total["cold_over_bound"] = total["cold_s"] / total["compute_bound_s"] if total["compute_bound_s"] else float("nan")
+    rows = nbs + [total] + [r for r in rows if r not in nbs]
     out = report.figures_dir("benchmarks", a.out)
     cols = ["notebook", "cold_s", "warm_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell",
             "warm_slowest_cell", "conv3x3_gflops", "cpu", "threads"]
