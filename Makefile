@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures FORCE check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
+.PHONY: setup figures notebook-runs FORCE check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
         onetomany-checkpoints posterior-checkpoints paper-checkpoints gpu-lanes
 
 setup: $(STAMP)
@@ -22,18 +22,41 @@ $(STAMP): pyproject.toml
 
 # The datasets before each notebook (found, or downloaded and verified): without them the notebooks would fall
 # back to demo images, and demo rows must never replace committed figures. A notebook runs again only when it, the
-# package, a checkpoint or a data manifest is newer than its last complete run (build/notebooks/, written when it
-# finishes); inside a run, scores and restorations come from the results cache when nothing they depend on changed
-# (paperlib/cache.py). FRESH=1 runs every notebook and recomputes everything.
+# package, one of the checkpoints it evaluates (listed below) or a data manifest is newer than its last complete run
+# (build/notebooks/, written when it finishes); inside a run, scores and restorations come from the results cache
+# when nothing they depend on changed (paperlib/cache.py). FRESH=1 runs every notebook and recomputes everything.
+#
+# The notebooks run side by side, JOBS at a time (default: one per core), each on CORES / JOBS torch threads: outside
+# its networks a notebook is single-threaded Python (JPEG, metrics, figures), so two one-thread notebooks keep two
+# cores busy where one two-thread notebook would leave one idle. The longest go first (cold run times, README);
+# each notebook's output is printed when it finishes.
 DATASETS := live1 classic5 set14 bsds500 imagenet-sample-1000
-NOTEBOOK_RUNS := $(patsubst notebooks/%,build/notebooks/%,$(wildcard notebooks/*.ipynb))
-NOTEBOOK_DEPS := $(shell find paperlib -type f ! -name '*.pyc') $(wildcard checkpoints/* data_manifests/*) pyproject.toml
-figures: $(STAMP) $(NOTEBOOK_RUNS)
+LONGEST_FIRST := qgcn cascnn posterior svoboda onetomany protocols
+FOUND := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+NOTEBOOKS := $(filter $(FOUND),$(LONGEST_FIRST)) $(filter-out $(LONGEST_FIRST),$(FOUND))
+NOTEBOOK_RUNS := $(NOTEBOOKS:%=build/notebooks/%.ipynb)
+NOTEBOOK_DEPS := $(shell find paperlib -type f ! -name '*.pyc') $(wildcard data_manifests/*) pyproject.toml
+CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
+JOBS ?= $(shell echo $$(( $(CORES) < $(words $(NOTEBOOKS)) ? $(CORES) : $(words $(NOTEBOOKS)) )))
+NOTEBOOK_THREADS ?= $(shell echo $$(( $(CORES) / $(JOBS) > 1 ? $(CORES) / $(JOBS) : 1 )))
+
+figures: $(STAMP)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(if $(filter-out 1,$(JOBS)),-Otarget) notebook-runs
+
+notebook-runs: $(NOTEBOOK_RUNS)
+
+# The checkpoints each notebook evaluates (tests/test_makefile.py checks them against the names it loads)
+build/notebooks/cascnn.ipynb: $(wildcard checkpoints/cascnn-*)
+build/notebooks/svoboda.ipynb: $(wildcard checkpoints/l4-* checkpoints/l8-*)
+build/notebooks/qgcn.ipynb: $(wildcard checkpoints/qgcn-* checkpoints/qcn-* checkpoints/edsr-* checkpoints/cascnn-q1-60.*)
+build/notebooks/onetomany.ipynb: $(wildcard checkpoints/onetomany-*)
+build/notebooks/posterior.ipynb: $(wildcard checkpoints/posterior-* checkpoints/qgcn-color.* checkpoints/cascnn-q1-60.*)
 
 build/notebooks/%.ipynb: notebooks/%.ipynb $(NOTEBOOK_DEPS) $(if $(FRESH),FORCE) | $(STAMP)
-	set -e; for d in $(DATASETS); do $(BIN)/python -m paperlib data fetch $$d; done
+	$(BIN)/python -m paperlib data fetch $(DATASETS)
 	mkdir -p build/notebooks
-	$(if $(FRESH),PAPERLIB_NO_CACHE=1) $(BIN)/papermill --cwd notebooks $< $(@:.ipynb=.part.ipynb)
+	$(if $(FRESH),PAPERLIB_NO_CACHE=1) OMP_NUM_THREADS=$(NOTEBOOK_THREADS) $(BIN)/papermill --cwd notebooks \
+	  $(if $(filter-out 1,$(JOBS)),--no-progress-bar) $< $(@:.ipynb=.part.ipynb)
 	mv $(@:.ipynb=.part.ipynb) $@
 
 FORCE:

@@ -12,7 +12,10 @@ inference precision), measured in the same run. Goal (issue 15): cold wall time 
 bound, warm <= 2 min for all notebooks together. Also times the test suite once (``--tests``).
 Writes ``figures/benchmarks/notebooks.{csv,md}`` with the CPU named. Hours on a 2-core CPU.
 ``--warm-only``: each notebook once, with the user's results cache as an earlier ``make figures`` left it
-(``figures/benchmarks/notebooks_warm``).
+(``figures/benchmarks/notebooks_warm``); with ``--jobs N``, N notebooks side by side on cores / N threads each,
+the way ``make figures`` runs them (pass ``--notebooks`` in its LONGEST_FIRST order), and the total is the wall
+time of them all. ``--update``: the cold table keeps the rows of notebooks not measured this time (each row names
+its commit and date), so notebooks can be measured in separate runs, e.g. two at once on two cores.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +36,13 @@ from paperlib import machine, report, speed
 from paperlib.restorer import FLOP_LOG
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def commit() -> str:
+    """The commit measured, ``-dirty`` when the working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def run(nb: str, env: dict, out: Path) -> tuple[float, str]:
@@ -55,26 +66,48 @@ def main():
     ap.add_argument("--warm-only", action="store_true",
                     help="no cold run: time each notebook once with the user's results cache as an earlier run "
                          "(`make figures`) left it")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="--warm-only: notebooks run this many at a time, each on cores / jobs threads (make figures)")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of other notebooks already in figures/benchmarks/notebooks.csv")
+    ap.add_argument("--outputs", default=None, help="keep the notebooks' outputs here (default: a temporary folder)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.jobs > 1 and not a.warm_only:
+        ap.error("--jobs needs --warm-only: the cold run compares each notebook alone with its compute bound")
     cpu = machine.describe("cpu")
     conv = speed.conv3x3_gflops(128, 256, 256, bf16=machine.bf16_native("cpu"), min_time_s=2.0)
     rows = []
+    stamp = {"commit": commit(), "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        out = Path(a.outputs) if a.outputs else tmp
+        out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ} if a.warm_only else {**os.environ, "PAPERLIB_CACHE": str(tmp / "cache")}
         env.pop("PAPERLIB_NO_CACHE", None)
+        if a.warm_only and a.jobs > 1:
+            threads = max(1, (os.cpu_count() or 1) // a.jobs)
+            lane_env = {**env, "OMP_NUM_THREADS": str(threads)}
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(a.jobs) as pool:
+                done = list(pool.map(lambda nb: run(nb, lane_env, out), a.notebooks))
+            wall = time.perf_counter() - t0
+            rows = [{"notebook": nb, "warm_s": w, "warm_slowest_cell": c, "conv3x3_gflops": conv["gflops"], "cpu": cpu,
+                     "threads": threads, **stamp} for nb, (w, c) in zip(a.notebooks, done)]
+            save(rows, a, conv, cpu, wall=wall, threads=threads)
+            return
         for nb in a.notebooks:
             row = {"notebook": nb}
             if not a.warm_only:
                 log = tmp / f"{nb}.flops"
-                row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, tmp)
+                row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, out)
                 flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
                 bound = flops / (conv["gflops"] * 1e9)
                 row.update(network_tflop=flops / 1e12, compute_bound_s=bound,
                            cold_over_bound=row["cold_s"] / bound if bound else float("nan"))
-            row["warm_s"], row["warm_slowest_cell"] = run(nb, env, tmp)
-            rows.append({**row, "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()})
+            row["warm_s"], row["warm_slowest_cell"] = run(nb, env, out)
+            rows.append({**row, "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads(),
+                         **stamp})
             print(rows[-1], flush=True)
             save(rows, a, conv, cpu)
         if a.tests:
@@ -85,11 +118,21 @@ def main():
             save(rows, a, conv, cpu)
 
 
-def save(rows: list[dict], a, conv: dict, cpu: str):
-    """Write the table so far (after every notebook: a run cut short keeps what it measured)."""
+def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, threads: int | None = None):
+    """Write the table so far (after every notebook: a run cut short keeps what it measured). ``wall``: the total
+    when the notebooks ran side by side (``--jobs``), else their sum."""
     nbs = [r for r in rows if not r["notebook"].startswith("test suite")]
-    total = {"notebook": "all notebooks", "warm_s": sum(r["warm_s"] for r in nbs),
-             "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads()}
+    earlier = report.figures_dir("benchmarks", a.out) / "notebooks.csv"
+    if a.update and not a.warm_only and earlier.exists():
+        new = {r["notebook"] for r in nbs}
+        kept = [r for r in pd.read_csv(earlier).to_dict("records")
+                if r["notebook"] not in new and not r["notebook"].startswith(("all notebooks", "test suite"))]
+        nbs = kept + nbs
+        rows = kept + rows
+    threads = threads or torch.get_num_threads()
+    total = {"notebook": "all notebooks" + (f", {a.jobs} side by side" if a.jobs > 1 else ""),
+             "warm_s": wall if wall is not None else sum(r["warm_s"] for r in nbs),
+             "conv3x3_gflops": None, "cpu": cpu, "threads": threads}
     if not a.warm_only:
         total.update(cold_s=sum(r["cold_s"] for r in nbs), network_tflop=sum(r["network_tflop"] for r in nbs),
                      compute_bound_s=sum(r["compute_bound_s"] for r in nbs))
@@ -97,16 +140,18 @@ def save(rows: list[dict], a, conv: dict, cpu: str):
     rows = nbs + [total] + [r for r in rows if r not in nbs]
     out = report.figures_dir("benchmarks", a.out)
     cols = ["notebook", "cold_s", "warm_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell",
-            "warm_slowest_cell", "conv3x3_gflops", "cpu", "threads"]
+            "warm_slowest_cell", "conv3x3_gflops", "cpu", "threads", "commit", "measured_at"]
     df = pd.DataFrame(rows).reindex(columns=cols)
     if a.warm_only:
         df = df.drop(columns=["cold_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell"])
     report.save_table(df, out, "notebooks_warm" if a.warm_only else "notebooks",
-                      f"Default runs of the notebooks on {cpu}, torch {torch.__version__}, {torch.get_num_threads()} "
-                      "threads: " + ("warm only (the results cache as an earlier run left it, nothing changed)"
+                      f"Default runs of the notebooks on {cpu}, torch {torch.__version__}, {threads} "
+                      "thread(s) each" + (f", {a.jobs} notebooks side by side (as make figures runs them)"
+                                          if a.jobs > 1 else ", one after another") + ": " + ("warm only (the results cache as an earlier run left it, nothing changed)"
                                      if a.warm_only else "cold (empty results cache) and warm (nothing changed), and the "
                                      "compute bound = FLOPs of every network evaluation / this machine's 3x3-conv rate "
-                                     f"({conv['gflops']:.0f} GFLOP/s, {conv['precision']})")
+                                     f"(128 channels, 256x256, channels_last, {conv['precision']}; measured at the start of "
+                                     "each row's run: conv3x3_gflops)")
                       + "; the slowest cell of each run (papermill's durations) (benchmarks/bench_notebooks.py). "
                       "Goals: cold <= 1.5 x bound; warm <= 120 s in all.", floatfmt=".1f")
 

@@ -40,9 +40,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import atomic
+
+# torch is imported where a network is digested: JPEG-only runs (the protocols notebook) never load it
 
 __all__ = ["ENV_OFF", "enabled", "root", "digest_array", "model_digest", "code_digest", "forward_digest", "key", "load",
            "store", "computed"]
@@ -85,6 +86,7 @@ def model_digest(model) -> str:
 
 
 def _model_digest(model, state) -> str:
+    import torch
     h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
     h.update(json.dumps(getattr(model, "kwargs", None), sort_keys=True, default=str).encode())
     for name, t in state.items():
@@ -135,6 +137,7 @@ def forward_digest(model) -> str:
 
 @lru_cache(maxsize=None)
 def _classes_digest(classes: tuple) -> str:
+    import torch
     h = hashlib.sha256(f"torch {torch.__version__}".encode())
     todo = list(classes)
     seen = set()

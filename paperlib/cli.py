@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import data, protocols, zoo
+from . import data, protocols
 
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
@@ -62,6 +62,7 @@ def _metrics(r, prefix: str) -> dict:
 
 
 def cmd_evaluate(args) -> int:
+    from . import zoo
     from .evaluation import evaluate_network
     from .restorer import Restorer
     restorer = Restorer.load(args.model)
@@ -202,6 +203,7 @@ def _project(out, src: Path):
 
 
 def cmd_models(args) -> int:
+    from . import zoo
     if not zoo.names():
         print("no trained models committed")
     for name in zoo.names():
@@ -230,26 +232,28 @@ def cmd_data(args) -> int:
             print(f"{spec:28s} {taken} of {total} files")
         print(f"OK: training pack in {args.out} (a data root: PAPERLIB_DATA={args.out}; only training reads it)")
         return 0
-    if len(args.name) > 1:
-        raise ValueError(f"data {args.action} takes one dataset name, got {len(args.name)}")
-    args.name = args.name[0] if args.name else None
     if not args.name:
         raise ValueError("give a dataset name: " + ", ".join(data.names()))
-    if args.name == data.DEMO:
-        print(f"demo: {len(data.image_paths(data.DEMO))} built-in images")
-        return 0
-    try:
-        if args.root:
-            folder = Path(args.root) / args.name
-            paths = data.verify(args.name, folder, args.split)
-        else:
-            folder = data.locate(args.name, split=args.split, download_missing=args.action == "fetch")
-            paths = data.verify(args.name, folder, args.split)
-    except (data.DataNotFound, data.ChecksumError, FileNotFoundError) as err:
-        print(f"FAILED: {err}", file=sys.stderr)
-        return 1
-    print(f"OK: {args.name}{'/' + args.split if args.split else ''}: {len(paths)} files in {folder} match the manifest")
-    return 0
+    for name in args.name:
+        if name != data.DEMO:
+            data.manifest(name)   # an unknown name stops the command before any dataset is checked
+    failed = 0
+    for name in args.name:
+        if name == data.DEMO:
+            print(f"demo: {len(data.image_paths(data.DEMO))} built-in images")
+            continue
+        try:
+            if args.root:
+                folder = Path(args.root) / name
+            else:
+                folder = data.locate(name, split=args.split, download_missing=args.action == "fetch")
+            paths = data.verify(name, folder, args.split)
+        except (data.DataNotFound, data.ChecksumError, FileNotFoundError) as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"OK: {name}{'/' + args.split if args.split else ''}: {len(paths)} files in {folder} match the manifest")
+    return 1 if failed else 0
 
 
 def cmd_weights(args) -> int:
@@ -334,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="list, verify or fetch benchmark datasets, or pack training sets for a GPU")
     p.add_argument("action", choices=["list", "verify", "fetch", "pack"])
-    p.add_argument("name", nargs="*", help="dataset name (see `data list`); for pack: training specs name[:split]")
+    p.add_argument("name", nargs="*", help="dataset names (see `data list`); for pack: training specs name[:split]")
     p.add_argument("--root", help=f"data root to check or pack from (default: search order, incl. ${data.ENV_VAR})")
     p.add_argument("--split", help="only this split")
     p.add_argument("--out", help="pack: the new data root to write")

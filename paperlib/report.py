@@ -35,10 +35,12 @@ def save_table(df: pd.DataFrame, out_dir, name: str, caption: str = "", floatfmt
 
 
 def save_figure(fig, out_dir, name: str) -> Path:
-    """Write ``name.png`` and ``name.pdf``; PDF metadata carries no date, so reruns are stable."""
+    """Write ``name.png`` and ``name.pdf`` cropped to the figure's tight bounding box (found once, for both);
+    PDF metadata carries no date, so reruns are stable."""
     out_dir = Path(out_dir)
-    atomic.write(out_dir / f"{name}.png", lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight",
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)   # inches; savefig's own pad_inches
+    atomic.write(out_dir / f"{name}.png", lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches=bbox,
                                                                  metadata={"Software": None}))
-    atomic.write(out_dir / f"{name}.pdf", lambda f: fig.savefig(f, format="pdf", bbox_inches="tight",
+    atomic.write(out_dir / f"{name}.pdf", lambda f: fig.savefig(f, format="pdf", bbox_inches=bbox,
                                                                  metadata={"CreationDate": None, "Producer": None}))
     return out_dir / f"{name}.png"

@@ -40,7 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import machine
 
-__all__ = ["flops_per_pixel", "flops_by_module", "forward_throughput", "conv3x3_gflops", "machine_state"]
+__all__ = ["flops_per_pixel", "flops_by_module", "forward_throughput", "conv3x3_gflops", "machine_state", "measured", "TIMED"]
+
+TIMED = ("Timings come from the results cache when nothing they depend on changed: a rerun shows the run that measured "
+         "them (measured_at); PAPERLIB_NO_CACHE=1 measures again.")   # for the captions of tables ``measured`` fills
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -194,3 +197,28 @@ def conv3x3_gflops(channels: int = 128, height: int = 128, width: int = 128, bat
             "layout": "channels_last" if channels_last else "NCHW", "device": machine.describe(device),
             "flop_per_call": flop, "calls": calls, "s_per_call": s_per_call,
             "gflops": gflops if math.isfinite(gflops) else float("nan"), **machine_state()}
+
+
+def measured(timing, *args, **kwargs) -> dict:
+    """``timing(*args, **kwargs)`` (``forward_throughput`` or ``conv3x3_gflops``) as a notebook shows it: the
+    measurement an earlier run stored in the results cache when nothing it depends on changed (the machine:
+    ``machine.describe`` and ``cpu_info``, with the instruction set, ``ONEDNN_MAX_CPU_ISA`` and torch's threads, the
+    core count, torch's version; the network's weights and code; the arguments; the timing code), else measured now and stored. A rerun with nothing changed then
+    shows the same timings instead of new noise; the result keeps the load average and the time (``measured_at``)
+    of the run that measured it.
+    ``PAPERLIB_NO_CACHE=1`` measures afresh (benchmarks always do: they call ``timing`` itself)."""
+    from . import cache
+    nets = [a for a in args if isinstance(a, nn.Module)]
+    device = _device_of(nets[0]) if nets else torch.device(kwargs.get("device", "cpu"))
+    k = cache.key(what="timing", timing=timing.__name__,
+                  code=cache.code_digest(f"paperlib.speed:{timing.__name__}", "paperlib.speed:_time_calls"),
+                  args=[a for a in args if not isinstance(a, nn.Module)], kwargs=kwargs,
+                  networks=[(cache.model_digest(m), cache.forward_digest(m)) for m in nets],
+                  machine=machine.describe(device), cpu=machine.cpu_info(), cpu_count=os.cpu_count(),
+                  torch=torch.__version__)
+    hit = cache.load(k)
+    if hit is not None:
+        return hit[0]
+    row = {**timing(*args, **kwargs), "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    cache.store(k, row)
+    return row

@@ -156,7 +156,7 @@ def speed_table(models: dict, size: int = 512, min_time_s: float = 1.5) -> pd.Da
     """L4/L8 speed and size on this machine beside the paper's text numbers.
 
     ``models``: ``{"L4": (model, label), "L8": (model, label)}``. Per arch: ms per megapixel
-    (``speed.forward_throughput``, fp32, batch 1, ``size`` x ``size``), FLOPs per pixel counted
+    (``speed.forward_throughput``, fp32, batch 1, ``size`` x ``size``; ``speed.measured``), FLOPs per pixel counted
     (``speed.flops_per_pixel``, on a 64x64 input, so including the mirror-padded border) and
     analytic (``svoboda.counts``), parameters counted and analytic, and the paper's
     220 / 1052 ms (GTX 780), 140 K / 440 K FLOPs and 70 K / 220 K parameters.
@@ -167,7 +167,7 @@ def speed_table(models: dict, size: int = 512, min_time_s: float = 1.5) -> pd.Da
     paper = {(r.method, r.metric): float(r.value) for r in text.itertuples()}
     rows = []
     for arch, (model, label) in models.items():
-        r = speed.forward_throughput(model, size, size, min_time_s=min_time_s)
+        r = speed.measured(speed.forward_throughput, model, size, size, min_time_s=min_time_s)
         c = svoboda.counts(arch, getattr(model, "skip", "after"))
         rows.append({
             "arch": arch, "network": label, "device": r["device"], "image": f"{size}x{size}",
@@ -180,7 +180,7 @@ def speed_table(models: dict, size: int = 512, min_time_s: float = 1.5) -> pd.Da
             "paper_params": 1e3 * paper.get((arch, "params_k"), float("nan")),
             "paper_params_conclusions": 1e3 * paper.get((f"{arch} (as stated in Conclusions)", "params_k"),
                                                          float("nan")),
-            "threads": r["threads"], "load_avg_1min": r["load_avg_1min"]})
+            "threads": r["threads"], "load_avg_1min": r["load_avg_1min"], "measured_at": r["measured_at"]})
     return pd.DataFrame(rows)
 
 

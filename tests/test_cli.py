@@ -42,6 +42,20 @@ def test_data_verify(data_root, tmp_path):
     assert bad.returncode == 1 and "missing" in bad.stderr
 
 
+def test_data_verify_takes_several_datasets_in_one_process(data_root, tmp_path, capsys):
+    """`make figures` checks all five datasets with one command: each is reported, and one failure fails it."""
+    assert cli.main(["data", "verify", "live1", "classic5", "--root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "live1: 29 files" in out and "classic5: 5 files" in out
+    (tmp_path / "live1").symlink_to(data_root / "live1")
+    assert cli.main(["data", "verify", "live1", "classic5", "--root", str(tmp_path)]) == 1
+    got = capsys.readouterr()
+    assert "live1: 29 files" in got.out and "classic5" in got.err and "missing" in got.err
+    assert cli.main(["data", "verify", "live1", "no-such-set", "--root", str(data_root)]) == 2   # checked first
+    got = capsys.readouterr()
+    assert "no-such-set" in got.err and "live1" not in got.out
+
+
 def _jpegs(folder):
     """A baseline colour JPEG (QF 25), a progressive one, a CMYK one, a PNG and a gray JPEG."""
     import numpy as np

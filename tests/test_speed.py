@@ -95,3 +95,31 @@ def test_flop_counts_come_from_the_cache_only_for_the_same_architecture(monkeypa
     assert speed.flops_per_pixel(strided, 16, 16, in_channels=3) == first / 4 and len(calls) == 2
     speed.flops_per_pixel(a, 32, 32, in_channels=3)
     assert len(calls) == 3
+
+
+def test_a_timing_is_measured_once_per_machine_network_and_arguments(monkeypatch):
+    """``measured``: a rerun with nothing changed shows the stored measurement (the same numbers, not new noise);
+    another network, other arguments, another machine, or the cache switched off measure again."""
+    calls = []
+
+    def timing(model, height, width, min_time_s=0.0):
+        calls.append(1)
+        return speed.forward_throughput(model, height, width, min_time_s=min_time_s, max_calls=1)
+    timing.__name__ = "forward_throughput"    # keyed by the timing code it stands for
+
+    net = nn.Conv2d(1, 2, 3, padding=1)
+    first = speed.measured(timing, net, 16, 16)
+    assert len(calls) == 1 and first["mpixel_per_s"] > 0 and first["measured_at"].endswith("UTC")
+    assert speed.measured(timing, net, 16, 16) == first and len(calls) == 1                  # a hit: the same numbers
+    speed.measured(timing, net, 32, 32)
+    assert len(calls) == 2                                                                   # other arguments
+    other = nn.Conv2d(1, 2, 3, padding=1)
+    speed.measured(timing, other, 16, 16)
+    assert len(calls) == 3                                                                   # other weights
+    monkeypatch.setattr(speed.machine, "describe", lambda device="cpu": "cpu (another CPU, AVX512)")
+    speed.measured(timing, net, 16, 16)
+    assert len(calls) == 4                                                                   # another machine
+    monkeypatch.setenv("PAPERLIB_NO_CACHE", "1")
+    speed.measured(timing, net, 16, 16)
+    speed.measured(timing, net, 16, 16)
+    assert len(calls) == 6                                                                   # no cache: every time
