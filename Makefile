@@ -66,14 +66,16 @@ check-figures: $(STAMP)
 	$(BIN)/python -m paperlib check-figures
 
 # Speed and memory on this machine, written to figures/benchmarks/ with the CPU named. Hours on 2 cores
-# (bench_notebooks runs every notebook twice, cold and warm). Run it on a quiet machine.
+# (bench_notebooks runs every notebook cold and warm on the threads `make figures` gives it, then all of them warm,
+# side by side as `make figures` runs them, over the user's results cache). Run it on a quiet machine.
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_recipes.py
 	$(BIN)/python benchmarks/bench_large_photo.py
 	$(BIN)/python benchmarks/bench_diffjpeg.py
-	$(BIN)/python benchmarks/bench_notebooks.py --tests
+	OMP_NUM_THREADS=$(NOTEBOOK_THREADS) $(BIN)/python benchmarks/bench_notebooks.py --tests --notebooks $(NOTEBOOKS)
+	$(BIN)/python benchmarks/bench_notebooks.py --warm-only --jobs $(JOBS) --notebooks $(NOTEBOOKS)
 
 # CI runs on whatever CPU it gets (AVX-512 with native bf16, or AVX2 only): the training paths run a second
 # time with PyTorch's and oneDNN's own instruction-set switches, so an AVX-512 machine also checks what an AVX2

@@ -179,6 +179,27 @@ def test_sample_statistics_closed_form():
     assert list(table.method) == ["Ours-A (average of draws)", "Ours (single draws)"]
 
 
+def test_measures_come_from_the_cache_only_for_the_same_pixels_and_qf(monkeypatch):
+    """A warm run reads per-image measures back (equal to the fresh ones); other pixels or another QF recompute."""
+    refs = {f"i{k}": im for k, im in enumerate(smooth_images(((16, 16),) * 2, color=True, seed=2))}
+    stacks = {n: np.stack([np.clip(r.astype(int) + d, 0, 255).astype(np.uint8) for d in (-3, 4, 9)])
+              for n, r in refs.items()}
+    inputs = pe.jpeg_inputs(refs, 30)
+    fresh_s, fresh_m = pe.sample_statistics(refs, stacks, inputs, 30), pe.image_measures(refs, {"m": stacks}, 30)
+    calls = []
+    real_s, real_m = pe._sample_row, pe._measure_row
+    monkeypatch.setattr(pe, "_sample_row", lambda *a: calls.append("s") or real_s(*a))
+    monkeypatch.setattr(pe, "_measure_row", lambda *a: calls.append("m") or real_m(*a))
+    pd.testing.assert_frame_equal(pe.sample_statistics(refs, stacks, inputs, 30), fresh_s)
+    pd.testing.assert_frame_equal(pe.image_measures(refs, {"m": stacks}, 30), fresh_m)
+    assert calls == []                                                    # hits, equal to the fresh rows
+    changed = {**stacks, "i0": stacks["i0"][::-1].copy()}                 # the same draws in another order
+    pe.sample_statistics(refs, changed, inputs, 30)
+    assert calls == ["s"]                                                 # only the changed image
+    pe.image_measures(refs, {"m": stacks}, 40)
+    assert calls == ["s", "m", "m"]                                       # another QF: every image
+
+
 def test_distribution_of_identical_and_repeated_sets():
     refs = {f"i{k}": im for k, im in enumerate(smooth_images(((32, 32),) * 3, color=True, seed=1))}
     same = pe.distribution(refs, [refs])
