@@ -5,8 +5,8 @@
 Cold: the notebook with its default parameters and an empty results cache (a fresh
 ``$PAPERLIB_CACHE``); warm: the same again with the cache it filled (nothing changed). Outputs
 go to a temporary folder, never to ``figures/``. During the cold run every network evaluation
-appends its FLOPs to ``$PAPERLIB_FLOP_LOG`` (``restorer.FLOP_LOG``: FLOPs per pixel counted with
-``torch.utils.flop_counter``, times the pixels evaluated); the compute bound is those FLOPs over
+appends its FLOPs to ``$PAPERLIB_FLOP_LOG`` (``restorer.FLOP_LOG``: counted with ``torch.utils.flop_counter``
+at the call's own input shape); the compute bound is those FLOPs over
 this machine's 3x3-convolution rate (128 channels, channels_last, fp32 or native bf16: the
 inference precision), measured in the same run. Goal (issue 15): cold wall time <= 1.5 x the
 bound, warm <= 2 min for all notebooks together. Also times the test suite once (``--tests``).
@@ -71,6 +71,9 @@ def main():
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of other notebooks already in figures/benchmarks/notebooks.csv")
     ap.add_argument("--outputs", default=None, help="keep the notebooks' outputs here (default: a temporary folder)")
+    ap.add_argument("--cache", default=None,
+                    help="cold: the results cache to fill ($PAPERLIB_CACHE; empty or new; default: a temporary folder), "
+                         "e.g. to keep it for make figures")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.jobs > 1 and not a.warm_only:
@@ -83,7 +86,10 @@ def main():
         tmp = Path(tmp)
         out = Path(a.outputs) if a.outputs else tmp
         out.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ} if a.warm_only else {**os.environ, "PAPERLIB_CACHE": str(tmp / "cache")}
+        cache = Path(a.cache) if a.cache else tmp / "cache"
+        if not a.warm_only and (cache / "results").exists() and any((cache / "results").iterdir()):
+            sys.exit(f"--cache {cache}: its results cache is not empty; a cold run starts from an empty one")
+        env = {**os.environ} if a.warm_only else {**os.environ, "PAPERLIB_CACHE": str(cache)}
         env.pop("PAPERLIB_NO_CACHE", None)
         if a.warm_only and a.jobs > 1:
             threads = max(1, (os.cpu_count() or 1) // a.jobs)
