@@ -184,22 +184,30 @@ class Restorer:
         if context is not None:
             kw["context"] = context
         if os.environ.get(FLOP_LOG):
-            self._log_flops(x, t, z)
+            self._log_flops(x, t, z, context)
         return self.model(*args, **kw)
 
-    def _log_flops(self, x, t, z) -> None:
-        """Benchmarks: append this call's FLOPs (the network's FLOPs per pixel, counted once on a 64x64 input
-        with ``torch.utils.flop_counter``, times the pixels of ``x``) to the file named by ``$PAPERLIB_FLOP_LOG``."""
+    def _log_flops(self, x, t, z, context) -> None:
+        """Benchmarks: append this call's FLOPs to the file named by ``$PAPERLIB_FLOP_LOG``, counted with
+        ``torch.utils.flop_counter`` on a copy of the network on the meta device (shapes only, no arithmetic), once
+        per input shape, so image sizes, padding and fixed-size branches count as they run. (A tiled image's global
+        context, computed once per image before its tiles, is not counted; no notebook tiles.)"""
+        import copy
+
         from torch.utils.flop_counter import FlopCounterMode
-        if getattr(self, "_fpp", None) is None:
-            x64 = torch.zeros(1, *x.shape[1:2], 64, 64, dtype=x.dtype, device=x.device)
-            z64 = None if z is None else torch.zeros(1, *z.shape[1:2], 64, 64, dtype=z.dtype, device=z.device)
-            with FlopCounterMode(display=False) as counter:
-                self.model(*([x64] + ([t[:1]] if self.model.uses_tables else [])),
-                           **({"z": z64} if z64 is not None else {}))
-            self._fpp = counter.get_total_flops() / (64 * 64)
+        inputs = {"x": x, "t": t if self.model.uses_tables else None, "z": z, "context": context}
+        shape = tuple((k, tuple(v.shape)) for k, v in inputs.items() if v is not None)
+        counts = self.__dict__.setdefault("_flops", {})
+        if shape not in counts:
+            if "_meta" not in self.__dict__:
+                self._meta = copy.deepcopy(self.model).to("meta")
+            meta = {k: v.to("meta") for k, v in inputs.items() if v is not None}
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                self._meta(*[meta[k] for k in ("x", "t") if k in meta], **{k: meta[k] for k in ("z", "context")
+                                                                             if k in meta})
+            counts[shape] = counter.get_total_flops()
         with open(os.environ[FLOP_LOG], "a") as f:
-            f.write(f"{self.name}\t{self._fpp * x.shape[0] * x.shape[-2] * x.shape[-1]:.6g}\n")
+            f.write(f"{self.name}\t{int(counts[shape])}\n")
 
     def _tiled(self, x, t, z):
         """``_forward`` of one large image, tile by tile (see the module doc)."""

@@ -183,3 +183,31 @@ def test_tiled_equals_untiled(which):
     tiled = Restorer(net, tile=64, max_pixels=64 * 64)([img], qf=20, seed=5)[0]
     d = np.abs(whole.astype(int) - tiled.astype(int))
     assert d.max() <= 1 and (d == 0).mean() > 0.999, (d.max(), (d == 0).mean())   # float summation order only
+
+
+def test_the_flop_log_counts_each_call_at_its_own_size(nets, tmp_path, monkeypatch):
+    """Benchmarks divide logged FLOPs by the conv rate: each image must count what the network really computes at
+    its size (QGCN's fixed-size global branch, L4's mirror-padded border), the counter's own count on the real
+    network, not a 64x64 count scaled by pixels."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from paperlib.restorer import FLOP_LOG
+    log = tmp_path / "flops.log"
+    monkeypatch.setenv(FLOP_LOG, str(log))
+    for which in ("qgcn", "l4"):
+        net = nets[which]
+        log.unlink(missing_ok=True)
+        imgs = smooth_images(((40, 56), (72, 24), (40, 56)), color=net.channels == 3)
+        Restorer(net, batch=1)(imgs, qf=20)
+        logged = [float(line.split("\t")[1]) for line in log.read_text().splitlines()]
+        want = []
+        for img in imgs:
+            x = torch.zeros(1, net.channels, *img.shape[:2])
+            args = [x] + ([torch.from_numpy(jpeg.ijg_tables(20, net.channels == 3)).float()[None][:, :2 if
+                                                                                             net.channels == 3 else 1]]
+                          if net.uses_tables else [])
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                net(*args)
+            want.append(counter.get_total_flops())
+        assert sorted(logged) == sorted(want)   # exact (the restorer groups images by size)
+        per_pixel = [f / (img.shape[0] * img.shape[1]) for f, img in zip(want, imgs)]
+        assert per_pixel[0] != pytest.approx(per_pixel[1], rel=1e-3)   # not one count per pixel for every size
