@@ -74,6 +74,8 @@ def main():
     ap.add_argument("--cache", default=None,
                     help="cold: the results cache to fill ($PAPERLIB_CACHE; empty or new; default: a temporary folder), "
                          "e.g. to keep it for make figures")
+    ap.add_argument("--drop", nargs="*", default=[], help="--update: rows to remove (e.g. measured by older code)")
+    ap.add_argument("--note", default="", help="conditions to state in the caption (what else ran beside it)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.jobs > 1 and not a.warm_only:
@@ -116,6 +118,8 @@ def main():
                          **stamp})
             print(rows[-1], flush=True)
             save(rows, a, conv, cpu)
+        if not a.notebooks:   # --update --drop/--note with no notebook: write the table again, measuring nothing
+            save(rows, a, conv, cpu)
         if a.tests:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "pytest", "-q"], check=False, cwd=ROOT, env=env, capture_output=True)
@@ -132,11 +136,11 @@ def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, t
     if a.update and not a.warm_only and earlier.exists():
         new = {r["notebook"] for r in nbs}
         kept = [r for r in pd.read_csv(earlier).to_dict("records")
-                if r["notebook"] not in new and not r["notebook"].startswith(("all notebooks", "test suite"))]
+                if r["notebook"] not in new | set(a.drop) and not r["notebook"].startswith(("all notebooks", "test suite"))]
         nbs = kept + nbs
         rows = kept + rows
     threads = threads or torch.get_num_threads()
-    total = {"notebook": "all notebooks" + (f", {a.jobs} side by side" if a.jobs > 1 else ""),
+    total = {"notebook": f"all {len(nbs)} notebooks above" + (f", {a.jobs} side by side" if a.jobs > 1 else ""),
              "warm_s": wall if wall is not None else sum(r["warm_s"] for r in nbs),
              "conv3x3_gflops": None, "cpu": cpu, "threads": threads}
     if not a.warm_only:
@@ -153,13 +157,15 @@ def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, t
     report.save_table(df, out, "notebooks_warm" if a.warm_only else "notebooks",
                       f"Default runs of the notebooks on {cpu}, torch {torch.__version__}, {threads} "
                       "thread(s) each" + (f", {a.jobs} notebooks side by side (as make figures runs them)"
-                                          if a.jobs > 1 else ", one after another") + ": " + ("warm only (the results cache as an earlier run left it, nothing changed)"
+                                          if a.jobs > 1 else ", one after another" if a.warm_only
+                                          else ", each notebook alone in its benchmark process") + ": " + ("warm only (the results cache as an earlier run left it, nothing changed)"
                                      if a.warm_only else "cold (empty results cache) and warm (nothing changed), and the "
                                      "compute bound = FLOPs of every network evaluation / this machine's 3x3-conv rate "
                                      f"(128 channels, 256x256, channels_last, {conv['precision']}; measured at the start of "
                                      "each row's run: conv3x3_gflops)")
                       + "; the slowest cell of each run (papermill's durations) (benchmarks/bench_notebooks.py). "
-                      "Goals: cold <= 1.5 x bound; warm <= 120 s in all.", floatfmt=".1f")
+                      + (f"{a.note.rstrip('.')}. " if a.note else "") + "Goals: cold <= 1.5 x bound; warm <= 120 s in all.",
+                      floatfmt=".1f")
 
 
 if __name__ == "__main__":
