@@ -211,3 +211,35 @@ def test_the_flop_log_counts_each_call_at_its_own_size(nets, tmp_path, monkeypat
         assert sorted(logged) == sorted(want)   # exact (the restorer groups images by size)
         per_pixel = [f / (img.shape[0] * img.shape[1]) for f, img in zip(want, imgs)]
         assert per_pixel[0] != pytest.approx(per_pixel[1], rel=1e-3)   # not one count per pixel for every size
+
+
+def _layout_nets():
+    from paperlib.models.posterior import PosteriorNet
+    torch.manual_seed(0)
+    nets = {k: v for k, v in _tiling_nets().items() if not k.startswith("qgcn")}   # QGCN: its 9-channel input
+    # (image + quantization maps) is copied once per call, negligible beside its 64-channel body
+    return {**nets, "posterior": PosteriorNet(3, features=8, n_blocks=1),
+            "posterior-mse": PosteriorNet(3, features=8, n_blocks=1, noise=False)}
+
+
+@pytest.mark.parametrize("which", list(_layout_nets()))
+def test_every_convolution_gets_channels_last_input(which):
+    """The restorer runs networks channels_last; an NCHW tensor reaching a convolution (a concatenation with a
+    cropped skip or with NCHW noise) makes torch copy it back first: the posterior generator was 1.5x slower for
+    it."""
+    net = _layout_nets()[which]
+    seen = []
+
+    def check(module, args):
+        x = args[0]
+        if x.shape[1] > 1 and x.shape[-1] > 1 and x.shape[-2] > 1:   # one channel or one pixel: both layouts at once
+            seen.append((type(module).__name__, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last)))
+
+    hooks = [m.register_forward_pre_hook(check) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        img = smooth_images(shapes=((48, 64),), color=net.channels == 3)[0]
+        Restorer(net)([img], qf=20, seed=1)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen and all(ok for *_, ok in seen), [s for s in seen if not s[2]]
