@@ -136,7 +136,7 @@ def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, t
     if a.update and not a.warm_only and earlier.exists():
         new = {r["notebook"] for r in nbs}
         kept = [r for r in pd.read_csv(earlier).to_dict("records")
-                if r["notebook"] not in new | set(a.drop) and not r["notebook"].startswith(("all notebooks", "test suite"))]
+                if r["notebook"] not in new | set(a.drop) and not r["notebook"].startswith(("all ", "test suite"))]
         nbs = kept + nbs
         rows = kept + rows
     threads = threads or torch.get_num_threads()
