@@ -284,3 +284,24 @@ def test_sweep_reading_trend_and_resolution():
     text2 = pe.sweep_reading(s2)
     assert "does not fall" in text2 and "does not resolve" in text2
     assert "no trend" in pe.sweep_reading(s.iloc[:1])
+
+
+def test_restore_in_batches_gives_the_draws_of_one_at_a_time(monkeypatch):
+    """``restore`` runs DRAW_BATCH draws per forward pass: each image's K draws are the ones the restorer gives one
+    at a time (the same Z per image and draw, the same outputs up to float summation order)."""
+    from paperlib import evaluation
+    from paperlib.restorer import Restorer
+    monkeypatch.setenv("PAPERLIB_NO_CACHE", "1")
+    torch.manual_seed(0)
+    net = PosteriorNet(3, features=8, n_blocks=1).eval()
+    nn.init.normal_(net.last.weight, 0, 0.05)   # a correction that is not zero
+    imgs = smooth_images(shapes=((32, 48), (32, 48), (48, 32)), color=True)
+    decoded = {f"im{i}": im for i, im in enumerate(imgs)}
+    got = pe.restore(net, decoded, 10, seed=3, samples=5)
+    one = evaluation.restore(Restorer(net, batch=1), decoded, 10, seed=3, samples=5)
+    assert pe.DRAW_BATCH > 1
+    for n in decoded:
+        assert got[n].shape == (5, *decoded[n].shape)
+        d = np.abs(got[n].astype(int) - one[n].astype(int))
+        assert d.max() <= 1 and (d == 0).mean() > 0.99
+        assert not np.array_equal(got[n][0], got[n][1])   # the draws differ
