@@ -4,12 +4,12 @@ Theorem 1 and the Ours-P check.
 Nothing here trains or defines a model (``paperlib.models.posterior`` does). These functions name the networks
 of each table row and figure, say how they were trained, code the test crops with the exact codec and keep each
 input JPEG's coefficients (for Ours-P), restore with any network (``restore``: ``evaluation.restore``, results
-cache included, ``DRAW_BATCH`` at a time; a stochastic network's draw k of image i uses ``derive_seed(seed, i, k)``;
-this project's gray CAS-CNN restores the luma of colour images), and measure what the paper reports: the distance of a method's
-outputs to the originals as sets (the sliced Wasserstein distance always, ``metrics.swd``; FID only where the
-Inception weights are on the machine), JPEG consistency (``diffjpeg.consistency``: RMSE in gray levels between
-JPEG(output) and JPEG(original), the input's own settings), PSNR and the per-pixel standard deviation over draws
-of Z (``metrics.per_pixel_std``).
+cache included, ``DRAW_BATCH`` at a time; a stochastic network's draw k of image i uses ``derive_seed(seed, i,
+k)``; this project's gray CAS-CNN restores the luma of colour images), and measure what the paper reports: the
+distance of a method's outputs to the originals as sets (the sliced Wasserstein distance always, ``metrics.swd``;
+FID only where the Inception weights are on the machine), JPEG consistency (``diffjpeg.consistency``: RMSE in gray
+levels between JPEG(output) and JPEG(original), the input's own settings), PSNR and the per-pixel standard
+deviation over draws of Z (``metrics.per_pixel_std``).
 
 Evaluation protocol (``PROTOCOL``): RGB, Pillow (libjpeg-turbo, IJG tables) 4:2:0, the codec every colour network
 here was trained with (this recipe's and QGCN's patches); PSNR over RGB. Images: central crops of BSDS500 test
@@ -32,8 +32,8 @@ from .train import read_manifest
 
 __all__ = ["PROTOCOL", "TABLE_QF", "FIG2_QF", "FIG3_QFS", "CROPS", "EVAL_SET", "TABLE1", "PUBLISHED_ONLY",
            "SWEEP", "METRICS", "QGCN", "CASCNN", "PROJECT_CODE", "network_name", "sweep_name", "sweep_losses",
-           "objective", "net_provenance", "run_provenance", "printed", "references", "jpeg_inputs", "DRAW_BATCH", "restore",
-           "restore_luma", "projected", "project_outputs", "reencode_rmse", "stand_ins", "projection_check",
+           "objective", "net_provenance", "run_provenance", "printed", "references", "jpeg_inputs", "DRAW_BATCH",
+           "restore", "restore_luma", "projected", "project_outputs", "reencode_rmse", "stand_ins", "projection_check",
            "image_measures", "distribution", "sample_statistics", "MEASURE_CODE", "table1", "model_size", "theorem1", "sweep_reading"]
 
 PROTOCOL = protocols.replace(
@@ -153,8 +153,8 @@ def restore_luma(model, decoded: dict, qf: int) -> dict:
 
 
 # Images (or draws of Z) per forward pass. The test crops are small (128 x 128 at the cpu budget): there the cpu
-# generators run 1.2x faster 8 at a time than one at a time (AVX2, one thread), CAS-CNN and QGCN the same; outputs
-# depend on the batch only through float summation order (identical on the crops measured).
+# generators run 1.2x faster 8 at a time than one at a time (AVX2, one thread); CAS-CNN and QGCN run at the same
+# speed either way. Outputs depend on the batch only through float summation order (identical on the crops measured).
 DRAW_BATCH = 8
 
 

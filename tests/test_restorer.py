@@ -224,9 +224,8 @@ def _layout_nets():
 
 @pytest.mark.parametrize("which", list(_layout_nets()))
 def test_every_convolution_gets_channels_last_input(which):
-    """The restorer runs networks channels_last; an NCHW tensor reaching a convolution (a concatenation with a
-    cropped skip or with NCHW noise) makes torch copy it back first: the posterior generator was 1.5x slower for
-    it."""
+    """The restorer runs networks channels_last; an NCHW tensor reaching a convolution (e.g. features concatenated
+    with NCHW noise) makes torch copy it back first: the posterior generator was 1.5x slower for it."""
     net = _layout_nets()[which]
     seen = []
 
