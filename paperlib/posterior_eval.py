@@ -138,6 +138,18 @@ def jpeg_inputs(refs: dict, qf: int) -> dict:
     return out
 
 
+# Images (or draws of Z) per forward pass. The test crops are small (128 x 128 at the cpu budget): there the cpu
+# generators run 1.2x faster 8 at a time than one at a time (AVX2, one thread); CAS-CNN and QGCN run at the same
+# speed either way. Outputs depend on the batch only through float summation order (identical on the crops measured).
+DRAW_BATCH = 8
+
+
+def restore(model, decoded: dict, qf: int | None = None, seed: int = 0, samples: int | None = None,
+            tables=None) -> dict:
+    """``evaluation.restore`` (the results cache, the draws' seeds), ``DRAW_BATCH`` same-sized images at a time."""
+    return evaluation.restore(evaluation.as_restorer(model, batch=DRAW_BATCH), decoded, qf, seed, samples, tables)
+
+
 def restore_luma(model, decoded: dict, qf: int) -> dict:
     """A gray network on colour images: it restores the luma of each decoded JPEG (Pillow's YCbCr, the JFIF colour
     transform the codec itself uses), chroma kept as decoded, converted back to RGB by Pillow."""
@@ -150,18 +162,6 @@ def restore_luma(model, decoded: dict, qf: int) -> dict:
         merged = np.concatenate([y[..., None], a[..., 1:]], axis=2)
         out[n] = np.asarray(Image.fromarray(merged, mode="YCbCr").convert("RGB"))
     return out
-
-
-# Images (or draws of Z) per forward pass. The test crops are small (128 x 128 at the cpu budget): there the cpu
-# generators run 1.2x faster 8 at a time than one at a time (AVX2, one thread); CAS-CNN and QGCN run at the same
-# speed either way. Outputs depend on the batch only through float summation order (identical on the crops measured).
-DRAW_BATCH = 8
-
-
-def restore(model, decoded: dict, qf: int | None = None, seed: int = 0, samples: int | None = None,
-            tables=None) -> dict:
-    """``evaluation.restore`` (the results cache, the draws' seeds), ``DRAW_BATCH`` same-sized images at a time."""
-    return evaluation.restore(evaluation.as_restorer(model, batch=DRAW_BATCH), decoded, qf, seed, samples, tables)
 
 
 # What Ours-P runs: the projection and the differentiable codec it alternates with
