@@ -19,7 +19,7 @@ themselves (``evaluation.restore``), and arrays computed from them (``computed``
 projections), under keys made the same way.
 
 Entries live under the user cache (``$PAPERLIB_CACHE/results``, see ``paperlib.data``),
-are written atomically (JSON, plus a compressed ``.npz`` for a kept image) and are never
+are written atomically (JSON, plus an uncompressed ``.npz`` for a kept image) and are never
 committed. ``PAPERLIB_NO_CACHE=1`` (``make figures FRESH=1``; ``make check-figures``
 always) bypasses the cache entirely: nothing is read or written. A hit returns exactly
 the numbers that were computed and stored (JSON keeps every float's full precision).
@@ -184,14 +184,17 @@ def load(k: str, with_image: bool = False):
 
 
 def store(k: str, row: dict, image: np.ndarray | None = None) -> None:
-    """Write ``row`` (JSON) and, if given, ``image`` (compressed npz) under ``k``, atomically (not fsynced: an entry
-    a power loss leaves empty is unreadable, so a miss)."""
+    """Write ``row`` (JSON) and, if given, ``image`` (npz) under ``k``, atomically (not fsynced: an entry a power
+    loss leaves empty is unreadable, so a miss).
+
+    The npz is not compressed: deflate shrinks restored images and draws to about 3/4 of their size at 40 times
+    the time of writing them raw (measured on this cache's entries), which was 3 % of a cold posterior-notebook run."""
     if not enabled():
         return
     jpath, npath = _paths(k)
     if image is not None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, image=np.asarray(image))
+        np.savez(buf, image=np.asarray(image))
         atomic.write_bytes(npath, buf.getvalue(), durable=False)
     atomic.write_text(jpath, json.dumps(row), durable=False)
 

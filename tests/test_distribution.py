@@ -130,6 +130,23 @@ def test_swd_input_forms_agree():
     assert swd(mixed, list(s[2:]), **FAST).shape == (1,)  # smallest side 24: one level
 
 
+def test_swd_against_one_real_set_computes_its_side_once_and_as_a_fresh_call_would(monkeypatch):
+    s = textures(9, 48, seed=6, rgb=True)
+    real, fakes = s[:3], [s[3:5], s[5:]]
+    calls = []
+    descriptors = distribution._descriptors
+    monkeypatch.setattr(distribution, "_descriptors", lambda images, *a: calls.append(len(images)) or
+                        descriptors(images, *a))
+    first = swd(real, fakes[0], **FAST)
+    second = swd(real, fakes[1], **FAST)
+    assert calls == [3, 2, 4]  # the real set's descriptors once, then each fake set's
+    distribution._REAL_SIDE.clear()
+    assert np.array_equal(swd(real, fakes[1], **FAST), second)  # computed afresh: the same numbers
+    assert np.array_equal(swd(real, fakes[0], **FAST), first)
+    assert swd(real, fakes[1], seed=1, **FAST) != pytest.approx(second)  # another seed: another real side
+    assert swd(fakes[1], real, **FAST) == pytest.approx(second, rel=1e-5)  # each side from scratch, swapped
+
+
 def test_swd_bad_inputs():
     s = textures(2, 32)
     with pytest.raises(ValueError, match="uint8"):
