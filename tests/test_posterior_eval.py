@@ -161,6 +161,20 @@ def test_ours_p_passes_the_8_bit_check_on_bsds500(data_root):
         assert (check.rmse_projected <= 0.3).all(), check
 
 
+def test_ours_p_of_a_stack_in_batches_is_each_draw_projected_alone(monkeypatch):
+    from paperlib.models import posterior
+    ref = _refs(1)["im0"]
+    dec, coefs = pe.jpeg_inputs({"a": ref}, 10)["a"]
+    rng = np.random.default_rng(0)
+    stack = np.clip(dec[None] + rng.normal(0, 8, (5, *dec.shape)), 0, 255).astype(np.uint8)
+    monkeypatch.setattr(posterior, "PROJECTION_BATCH", 2)   # batches of 2, 2 and 1
+    together = posterior.project(stack, coefs)
+    assert together.shape == stack.shape and together.dtype == np.uint8
+    for draw, out in zip(stack, together):
+        assert np.array_equal(posterior.project(draw, coefs), out)
+    assert not np.array_equal(together[0], together[1])   # each draw its own projection
+
+
 # ---- measurements ------------------------------------------------------------------------------------------------
 
 def test_sample_statistics_closed_form():

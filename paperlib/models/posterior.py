@@ -104,6 +104,8 @@ PERCEPTUAL_LAYER = "relu5_4"
 QF_RANGE = (5, 50)
 PROJECTION_MARGIN = 0.25      # Ours-P: Eq. 11 clamps to +-(0.5 - margin) steps (see ``project``)
 PROJECTION_ITERATIONS = 20
+PROJECTION_BATCH = 16         # images of a stack projected together: 64 at once run 1.3x slower (float64 temporaries
+                              # of 25 MB each for 128x128 RGB crops); the same pixels either way
 
 
 def _lrelu(x):
@@ -569,12 +571,16 @@ def project(images, coefs, margin: float = PROJECTION_MARGIN, iterations: int = 
         raise ValueError(f"expected uint8 {'H x W x 3' if color else 'H x W'} image(s) (or a K-stack) for this "
                          f"{'colour' if color else 'gray'} JPEG, got {a.dtype} {a.shape}")
     stack = a.ndim == (4 if color else 3)
-    x = torch.from_numpy((a if stack else a[None]).astype(np.float64))
-    x = x.permute(0, 3, 1, 2) if color else x[:, None]
-    for k in range(iterations + 3):
-        x = diffjpeg.project(x, coefs, codec, margin=margin)
-        x = (torch.floor(x + 0.5) if k >= iterations else x).clamp(0.0, 255.0)
-    out = (x.permute(0, 2, 3, 1) if color else x[:, 0]).numpy().astype(np.uint8)
+    a = a if stack else a[None]
+    out = []
+    for i in range(0, len(a), PROJECTION_BATCH):
+        x = torch.from_numpy(a[i:i + PROJECTION_BATCH].astype(np.float64))
+        x = x.permute(0, 3, 1, 2) if color else x[:, None]
+        for k in range(iterations + 3):
+            x = diffjpeg.project(x, coefs, codec, margin=margin)
+            x = (torch.floor(x + 0.5) if k >= iterations else x).clamp(0.0, 255.0)
+        out.append((x.permute(0, 2, 3, 1) if color else x[:, 0]).numpy().astype(np.uint8))
+    out = np.concatenate(out)
     return out if stack else out[0]
 
 
