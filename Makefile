@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export PAPERLIB_DATA ?= $(SHARED_DATA)
 
-.PHONY: setup figures notebook-runs FORCE check-figures benchmarks test clean-venv cascnn-checkpoints svoboda-checkpoints qgcn-checkpoints \
+.PHONY: setup figures notebook-runs FORCE check-figures benchmarks test clean-venv cascnn-checkpoints cascnn-cont-checkpoints svoboda-checkpoints qgcn-checkpoints \
         onetomany-checkpoints posterior-checkpoints paper-checkpoints gpu-lanes
 
 setup: $(STAMP)
@@ -97,6 +97,17 @@ cascnn-checkpoints: $(STAMP)
 	set -e; for q in 10 40 60 80; do \
 	  $(BIN)/python -m paperlib.models.cascnn --qf $$q --budget cpu --steps $(CASCNN_DERIVED_STEPS) \
 	    --init-from checkpoints/cascnn-q20.pt --out runs/cascnn-q$$q --publish; \
+	done
+
+# Issue 13: `cascnn-q20` trained on with the output loss only (4,001 steps in resumable chunks over several
+# sessions; `--steps` is the total), then QF 10/40/60/80 derived again from it exactly as above.
+CASCNN_CONT_STEPS ?= 4001
+cascnn-cont-checkpoints: $(STAMP)
+	$(BIN)/python -m paperlib.models.cascnn --qf 20 --budget cpu --steps $(CASCNN_CONT_STEPS) --ft-fraction 1 \
+	  --init-from checkpoints/cascnn-q20.pt --out runs/cascnn-q20-cont --publish cascnn-q20-cont
+	set -e; for q in 10 40 60 80; do \
+	  $(BIN)/python -m paperlib.models.cascnn --qf $$q --budget cpu --steps $(CASCNN_DERIVED_STEPS) \
+	    --init-from checkpoints/cascnn-q20-cont.pt --out runs/cascnn-q$$q-cont --publish cascnn-q$$q-cont; \
 	done
 
 # How the committed L4/L8 checkpoints were trained (`cpu` budget; L4 ~7.5 min, L8 ~6.5 min each on this

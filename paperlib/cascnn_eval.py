@@ -25,14 +25,17 @@ MS_QFS = (10, 20, 40)             # Table II prints an "ours, MS loss" row only 
 METRICS = ("psnr", "psnrb", "ssim")  # Table II's column order
 # our row label -> (network suffix, the paper's method label in published/cascnn.csv)
 OURS = {"ours, MS loss": ("-ms", "CAS-CNN (MS loss)"), "ours, w/ loss FT": ("", "CAS-CNN (w/ loss FT)")}
-# Committed QF20 networks trained beyond the `cpu` budget (issue 13; docs/cpu-training.md), each an extra row of
-# Table II at QF 20 beside the cpu-budget rows: (network, our row label, the paper's method label).
+# Committed networks trained beyond the `cpu` budget (issue 13; docs/cpu-training.md), each an extra row of
+# Table II at its QF beside the cpu-budget rows: (QF, network, our row label, the paper's method label).
+# `cascnn-q20-cont` is `cascnn-q20` trained on with the output loss; the other QFs' "continued" networks are
+# derived from it with the same recipe and steps as the cpu-budget ones are derived from `cascnn-q20`.
+CONTINUED = "ours, w/ loss FT, cpu budget continued"
 LONGER = (
-    ("cascnn-q20-cont", "ours, w/ loss FT, cpu budget continued", "CAS-CNN (w/ loss FT)"),
-    ("cascnn-q20-gpu-ms", "ours, MS loss, paper recipe on a GPU", "CAS-CNN (MS loss)"),
-    ("cascnn-q20-gpu", "ours, w/ loss FT, paper recipe on a GPU", "CAS-CNN (w/ loss FT)"),
+    (20, "cascnn-q20-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
+    (20, "cascnn-q20-gpu-ms", "ours, MS loss, paper recipe on a GPU", "CAS-CNN (MS loss)"),
+    (20, "cascnn-q20-gpu", "ours, w/ loss FT, paper recipe on a GPU", "CAS-CNN (w/ loss FT)"),
 )
-OURS.update({label: ("", paper) for _, label, paper in LONGER})
+OURS.update({label: ("", paper) for _, _, label, paper in LONGER})
 PUBLISHED_ONLY = ("SA-DCT", "AR-CNN", "L4", "L8")
 TRANSCRIBED = reproduce.TRANSCRIBED
 
@@ -187,7 +190,7 @@ def paired_gains(per_image: pd.DataFrame, metric: str = "psnr", n: int = 2000, s
         for method in [m for m in OURS if m in by]:
             r = by[method]
             add(qf, method, "JPEG", r[f"restored_{metric}"].to_numpy(), r[f"jpeg_{metric}"].to_numpy())
-        pairs = [(FT, MS)] + [(label, FT) for _, label, _ in LONGER]   # FT vs MS; longer training vs the cpu budget
+        pairs = [(FT, MS)] + [(label, FT) for _, _, label, _ in LONGER]   # FT vs MS; longer training vs the cpu budget
         for a, b in pairs:
             if a in by and b in by:
                 common = by[a].index.intersection(by[b].index)

@@ -127,7 +127,7 @@ def test_paired_gains_constant_and_noisy_differences():
     assert tuple(g.loc[("ours, w/ loss FT", "ours, MS loss"), ["difference", "low", "high"]]) == (0.25, 0.25, 0.25)
     assert g.beyond_noise.all() and (g.n_images == 10).all()
     # a network trained beyond the cpu budget is also compared with the cpu-budget FT network, on the same images
-    gpu = ce.LONGER[-1][1]
+    gpu = ce.LONGER[-1][2]
     g2 = ce.paired_gains(pd.concat([ft, _per_image([0.9] * 10, method=gpu)])).set_index(["a", "b"])
     assert g2.loc[(gpu, "ours, w/ loss FT"), "difference"] == pytest.approx(0.4)
     assert g2.loc[(gpu, "JPEG"), "difference"] == pytest.approx(0.9)
@@ -213,3 +213,13 @@ def test_throughput_reading_counts_the_layers_and_the_gtx1080_peak():
     # the GTX 1080's fp32 peak from its specification: 2560 cores x 1.733 GHz x 2 = 8.873 TFLOP/s
     assert ce.GTX1080_FP32_PEAK_TFLOPS == pytest.approx(8.873, abs=5e-4)
     assert f"{1.01 * 1025.823625 / 8872.96:.1%} of that card's fp32 peak" in text
+
+
+def test_longer_rows_are_committed_networks_at_their_qf():
+    from paperlib import zoo
+    for qf, name, label, paper in ce.LONGER:
+        meta = zoo.info(name)   # raises for a network that is not committed
+        assert int(meta["qf"]) == qf and label in ce.OURS and ce.OURS[label][1] == paper
+        if label == ce.CONTINUED:   # QF 20 continues cascnn-q20; the other QFs start from that continuation
+            want = "cascnn-q20.pt" if qf == 20 else "cascnn-q20-cont.pt"
+            assert Path(meta["init_from"]).name == want

@@ -350,8 +350,8 @@ def _main(argv=None):
                     help="override the budget's share of output-loss (FT) steps; 1: FT only, e.g. to continue "
                          "a fine-tuned network given with --init-from")
     ap.add_argument("--publish", nargs="?", const="", default=None, metavar="NAME",
-                    help="when finished, commit-ready copies to checkpoints/ as NAME and NAME-ms (default NAME: "
-                         "cascnn-q{QF})")
+                    help="when finished, commit-ready copies to checkpoints/ as NAME and, when the run had an MS "
+                         "phase, NAME-ms (default NAME: cascnn-q{QF})")
     a = ap.parse_args(argv)
 
     over = {"steps": a.steps} if a.steps else {}
@@ -371,7 +371,9 @@ def _main(argv=None):
           f"wall {res.wall_time_s:.0f}s (all chunks), out {res.out_dir}")
     if a.publish is not None and res.finished:
         name = a.publish or f"cascnn-q{qf_label(a.qf)}"
-        print("published", ckpt.publish(a.out, name), ckpt.publish(a.out, f"{name}-ms", weights="cascnn_ms_fp16.pt"))
+        print("published", ckpt.publish(a.out, name))
+        if (Path(a.out) / "cascnn_ms_fp16.pt").exists():  # an FT-only run (--ft-fraction 1) has no MS phase to export
+            print("published", ckpt.publish(a.out, f"{name}-ms", weights="cascnn_ms_fp16.pt"))
 
 
 if __name__ == "__main__":
