@@ -133,7 +133,13 @@ def test_paired_gains_constant_and_noisy_differences():
     assert g2.loc[(gpu, "JPEG"), "difference"] == pytest.approx(0.9)
     text2 = ce.table2_reading(pd.DataFrame({"source": [], "diff_psnr": []}), pd.DataFrame(),
                               ce.paired_gains(pd.concat([ft, _per_image([0.9] * 10, method=gpu)])), "synthetic")
-    assert f"Longer training against the cpu-budget FT network (PSNR, same images): QF 20 {gpu}: +0.400" in text2
+    assert (f"Longer training against the cpu-budget network of the same loss (PSNR, same images): QF 20 {gpu} − "
+            "ours, w/ loss FT: +0.400") in text2
+    # an MS-loss row trained longer is compared with the cpu-budget MS row, not the FT one
+    gpu_ms = next(label for _, _, label, paper in ce.LONGER if "gpu" in label.lower() and paper == "CAS-CNN (MS loss)")
+    g3 = ce.paired_gains(pd.concat([ft, ms, _per_image([0.75] * 10, method=gpu_ms)])).set_index(["a", "b"])
+    assert g3.loc[(gpu_ms, "ours, MS loss"), "difference"] == pytest.approx(0.5)
+    assert (gpu_ms, "ours, w/ loss FT") not in g3.index
     # +-1 dB around 0: the mean is 0 and the interval covers it
     noisy = ce.paired_gains(_per_image([1.0, -1.0] * 20)).iloc[0]
     assert noisy.difference == 0 and noisy.low < 0 < noisy.high and not noisy.beyond_noise
@@ -220,6 +226,6 @@ def test_longer_rows_are_committed_networks_at_their_qf():
     for qf, name, label, paper in ce.LONGER:
         meta = zoo.info(name)   # raises for a network that is not committed
         assert int(meta["qf"]) == qf and label in ce.OURS and ce.OURS[label][1] == paper
-        if label == ce.CONTINUED:   # QF 20 continues cascnn-q20; the other QFs start from that continuation
+        if label in (ce.CONTINUED, ce.CONTINUED_MS):   # QF 20 continues cascnn-q20; the other QFs start from it
             want = "cascnn-q20.pt" if qf == 20 else "cascnn-q20-cont.pt"
             assert Path(meta["init_from"]).name == want
