@@ -16,9 +16,10 @@ import pandas as pd
 from . import published, reproduce
 from .evaluation import paired_bootstrap
 
-__all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "LONGER", "PUBLISHED_ONLY", "network_name", "table2",
-           "ints_or_blank", "match_classic5", "fig6_table", "paired_gains", "table2_reading", "images_improved",
-           "fig3_reading", "sweep_reading", "fig6_reading", "GTX1080_FP32_PEAK_TFLOPS", "throughput_reading"]
+__all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "CONTINUED", "CONTINUED_MS", "LONGER", "BASELINE",
+           "PUBLISHED_ONLY", "network_name", "table2", "ints_or_blank", "match_classic5", "fig6_table",
+           "paired_gains", "table2_reading", "images_improved", "fig3_reading", "sweep_reading", "fig6_reading",
+           "GTX1080_FP32_PEAK_TFLOPS", "throughput_reading"]
 
 TABLE_II_QFS = (10, 20, 40, 60, 80)
 MS_QFS = (10, 20, 40)             # Table II prints an "ours, MS loss" row only at these QFs
@@ -178,10 +179,10 @@ def paired_gains(per_image: pd.DataFrame, metric: str = "psnr", n: int = 2000, s
     ``per_image``: the long per-image table behind Table II (columns ``method``, ``qf``, ``image``,
     ``jpeg_<metric>``, ``restored_<metric>``; ``table2_live1_per_image.csv``). Per QF: each of our rows
     against JPEG on its images, and the FT network against the MS network on the images both were
-    scored on, and each ``LONGER`` network against the cpu-budget network of the same loss (``BASELINE``). Returns one row per
-    comparison: ``qf``, ``a``, ``b``, ``n_images``, ``difference`` (mean of a - b per image), ``low``,
-    ``high`` (``evaluation.paired_bootstrap``) and ``beyond_noise`` (the interval excludes 0; None with a
-    single image).
+    scored on, and each ``LONGER`` network against the cpu-budget network of the same loss
+    (``BASELINE``). Returns one row per comparison: ``qf``, ``a``, ``b``, ``n_images``, ``difference``
+    (mean of a - b per image), ``low``, ``high`` (``evaluation.paired_bootstrap``) and ``beyond_noise``
+    (the interval excludes 0; None with a single image).
     """
     rows = []
 
@@ -235,9 +236,10 @@ def table2_reading(table: pd.DataFrame, cells: pd.DataFrame, paired: pd.DataFram
                    f"over {len(gaps)} rows (`diff_psnr`).")
     longer = paired[paired.a.isin(list(BASELINE)) & paired.b.isin([FT, MS])]
     if len(longer):
-        out.append("* Longer training against the cpu-budget network of the same loss (PSNR, same images): " + "; ".join(
-            f"QF {r.qf} {r.a} − {r.b}: {_interval(r.difference, r.low, r.high, fmt='+.3f')}"
-            for r in longer.itertuples()) + ".")
+        parts = [f"QF {r.qf} {r.a} − {r.b}: {_interval(r.difference, r.low, r.high, fmt='+.3f')}"
+                 for r in longer.itertuples()]
+        out.append("* Longer training against the cpu-budget network of the same loss (PSNR, same images): "
+                   + "; ".join(parts) + ".")
     ft_ms = paired[(paired.b == MS) & (paired.a == FT)]
     for r in ft_ms.itertuples():
         rows = ours[ours.qf == r.qf].set_index("method")

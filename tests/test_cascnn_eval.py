@@ -126,7 +126,7 @@ def test_paired_gains_constant_and_noisy_differences():
     assert tuple(g.loc[("ours, w/ loss FT", "JPEG"), ["difference", "low", "high"]]) == (0.5, 0.5, 0.5)
     assert tuple(g.loc[("ours, w/ loss FT", "ours, MS loss"), ["difference", "low", "high"]]) == (0.25, 0.25, 0.25)
     assert g.beyond_noise.all() and (g.n_images == 10).all()
-    # a network trained beyond the cpu budget is also compared with the cpu-budget FT network, on the same images
+    # a network trained beyond the cpu budget is also compared with the cpu-budget one of the same loss, same images
     gpu = ce.LONGER[-1][2]
     g2 = ce.paired_gains(pd.concat([ft, _per_image([0.9] * 10, method=gpu)])).set_index(["a", "b"])
     assert g2.loc[(gpu, "ours, w/ loss FT"), "difference"] == pytest.approx(0.4)
