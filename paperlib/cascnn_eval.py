@@ -17,7 +17,7 @@ from . import published, reproduce
 from .evaluation import paired_bootstrap
 
 __all__ = ["TABLE_II_QFS", "MS_QFS", "METRICS", "OURS", "CONTINUED", "CONTINUED_MS", "LONGER", "BASELINE",
-           "PUBLISHED_ONLY", "network_name", "table2", "ints_or_blank", "match_classic5", "fig6_table",
+           "PUBLISHED_ONLY", "network_name", "shown_method", "table2", "ints_or_blank", "match_classic5", "fig6_table",
            "paired_gains", "table2_reading", "images_improved", "fig3_reading", "sweep_reading", "fig6_reading",
            "GTX1080_FP32_PEAK_TFLOPS", "throughput_reading"]
 
@@ -36,6 +36,10 @@ LONGER = (
     (10, "cascnn-q10-cont-ms", CONTINUED_MS, "CAS-CNN (MS loss)"),
     (10, "cascnn-q10-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
     (20, "cascnn-q20-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
+    (40, "cascnn-q40-cont-ms", CONTINUED_MS, "CAS-CNN (MS loss)"),
+    (40, "cascnn-q40-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
+    (60, "cascnn-q60-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
+    (80, "cascnn-q80-cont", CONTINUED, "CAS-CNN (w/ loss FT)"),
     (20, "cascnn-q20-gpu-ms", "ours, MS loss, paper recipe on a GPU", "CAS-CNN (MS loss)"),
     (20, "cascnn-q20-gpu", "ours, w/ loss FT, paper recipe on a GPU", "CAS-CNN (w/ loss FT)"),
 )
@@ -47,6 +51,14 @@ TRANSCRIBED = reproduce.TRANSCRIBED
 def network_name(qf: int, ms: bool = False) -> str:
     """Committed-network name: ``cascnn-q20`` (final, after FT) or ``cascnn-q20-ms`` (end of the MS phase)."""
     return f"cascnn-q{int(qf)}{'-ms' if ms else ''}"
+
+
+def shown_method(nets: Sequence[dict], qfs=TABLE_II_QFS) -> str:
+    """The row label whose networks Figs. 3-6 and the throughput show: the longest-trained family on this CPU
+    (``CONTINUED``) when it has a loaded network at every one of ``qfs``, else the cpu-budget networks
+    (``"ours, w/ loss FT"``). ``nets``: the notebook's rows (keys ``qf``, ``method``, ``model``)."""
+    have = {(int(n["qf"]), n["method"]) for n in nets if n.get("model") is not None}
+    return CONTINUED if all((int(q), CONTINUED) in have for q in qfs) else list(OURS)[1]
 
 
 ints_or_blank = reproduce.ints_or_blank

@@ -229,3 +229,17 @@ def test_longer_rows_are_committed_networks_at_their_qf():
         if label in (ce.CONTINUED, ce.CONTINUED_MS):   # QF 20 continues cascnn-q20; the other QFs start from it
             want = "cascnn-q20.pt" if qf == 20 else "cascnn-q20-cont.pt"
             assert Path(meta["init_from"]).name == want
+
+
+def test_figures_show_the_continued_family_only_when_it_covers_every_qf():
+    model = object()
+    cpu = [{"qf": q, "method": "ours, w/ loss FT", "model": model} for q in ce.TABLE_II_QFS]
+    cont = [{"qf": q, "method": ce.CONTINUED, "model": model} for q in ce.TABLE_II_QFS]
+    assert ce.shown_method(cpu + cont) == ce.CONTINUED
+    assert ce.shown_method(cpu + cont[:-1]) == "ours, w/ loss FT"          # one QF not derived yet
+    missing = dict(cont[0], model=None)                                   # listed but not committed
+    assert ce.shown_method(cpu + [missing] + cont[1:]) == "ours, w/ loss FT"
+    assert ce.shown_method(cpu + cont[1:2], qfs=[20]) == ce.CONTINUED      # a one-QF run (qf=20)
+    # the MS rows of the continued family never stand in for the FT ones
+    ms = [{"qf": q, "method": ce.CONTINUED_MS, "model": model} for q in ce.TABLE_II_QFS]
+    assert ce.shown_method(cpu + ms) == "ours, w/ loss FT"
