@@ -34,8 +34,10 @@ TABLES = {"II": {"LIVE1": "live1-color", "BSDS500 test": "bsds500-test-color"},
 # our row label -> (committed network, the paper's method label or None for a row the paper does not print)
 COLOR_NETS = {"EDSR (ours)": ("edsr-color", "EDSR"), "QCN (ours)": ("qcn-color", "QCN"),
               "QGCN (ours)": ("qgcn-color", "QGCN")}
-GRAY_NETS = {"QGCN (ours)": ("qgcn-gray", "QGCN"), "QCN (ours, extra)": ("qcn-gray", None),
-             "EDSR (ours, extra)": ("edsr-gray", None)}
+# "cpu budget continued": `qgcn-gray` trained on with the same cpu recipe once more (issue 13; Makefile
+# qgcn-cont-checkpoints), beside the cpu-budget row and compared with the same printed QGCN row
+GRAY_NETS = {"QGCN (ours)": ("qgcn-gray", "QGCN"), "QGCN (ours, cpu budget continued)": ("qgcn-gray-cont", "QGCN"),
+             "QCN (ours, extra)": ("qcn-gray", None), "EDSR (ours, extra)": ("edsr-gray", None)}
 CASCNN_NET = ("CAS-CNN (ours, QF1-60)", "cascnn-q1-60", "CAS-CNN")
 PUBLISHED_ONLY = {"II": ("AR-CNN",), "III": ("AR-CNN", "DnCNN-3", "DMCNN", "IDCN", "RNAN")}
 SINGLE_QF_EDSR = {q: f"edsr-color-q{q}" for q in TABLE_QFS}   # Fig. 6: one EDSR per QF

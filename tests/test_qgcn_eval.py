@@ -256,3 +256,14 @@ def test_custom_tables_are_not_ijg_and_reach_the_file():
     q = qe.nearest_ijg_qf(t)
     assert all(np.abs(jpeg.ijg_tables(q, True) - t).sum() <= np.abs(jpeg.ijg_tables(o, True) - t).sum()
                for o in (q - 1, q + 1))
+
+
+def test_the_continued_gray_row_is_qgcn_gray_trained_on_with_its_recipe():
+    from paperlib import zoo
+    name, paper = qe.GRAY_NETS["QGCN (ours, cpu budget continued)"]
+    cont, base = zoo.info(name), zoo.info("qgcn-gray")   # raises for a network that is not committed
+    assert paper == qe.GRAY_NETS["QGCN (ours)"][1] == "QGCN"
+    assert Path(cont["init_from"]).name == "qgcn-gray.pt" and base["init_from"] is None
+    same = ("n_res", "crop", "batch", "hard_crop", "hard_batch", "lr", "lr_milestones", "steps", "hard_start")
+    assert {k: cont["budget_config"][k] for k in same} == {k: base["budget_config"][k] for k in same}
+    assert cont["qf"] == base["qf"] and cont["data"]["sources"] == base["data"]["sources"]
