@@ -17,8 +17,8 @@ from . import checkpoint as ckpt
 from . import models
 from .checkpoint import COMMITTED as CHECKPOINT_DIR
 
-__all__ = ["CHECKPOINT_DIR", "names", "info", "load", "log", "filters", "provenance", "network_provenance",
-           "weights_meta"]
+__all__ = ["CHECKPOINT_DIR", "names", "info", "lineage", "load", "log", "filters", "provenance",
+           "network_provenance", "weights_meta"]
 
 
 def names() -> list:
@@ -30,6 +30,18 @@ def info(name: str) -> dict:
     if not path.is_file():
         raise ValueError(f"unknown model {name!r}; available: {', '.join(names()) or 'none'}")
     return json.loads(path.read_text())
+
+
+def lineage(name: str) -> list:
+    """``name`` and the committed networks it was trained on from, newest first: ``init_from`` followed back while
+    it names a checkpoint of ``checkpoints/`` (``qgcn-gray-cont2`` -> ``qgcn-gray-cont`` -> ``qgcn-gray``)."""
+    chain = [name]
+    while True:
+        init = info(chain[-1]).get("init_from")
+        parent = Path(str(init)).stem if init else None
+        if parent is None or parent in chain or not (CHECKPOINT_DIR / f"{parent}.json").is_file():
+            return chain
+        chain.append(parent)
 
 
 def load(name: str, device: str = "cpu"):

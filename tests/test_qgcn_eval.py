@@ -261,9 +261,13 @@ def test_custom_tables_are_not_ijg_and_reach_the_file():
 def test_the_continued_gray_row_is_qgcn_gray_trained_on_with_its_recipe():
     from paperlib import zoo
     name, paper = qe.GRAY_NETS["QGCN (ours, cpu budget continued)"]
-    cont, base = zoo.info(name), zoo.info("qgcn-gray")   # raises for a network that is not committed
     assert paper == qe.GRAY_NETS["QGCN (ours)"][1] == "QGCN"
-    assert Path(cont["init_from"]).name == "qgcn-gray.pt" and base["init_from"] is None
+    base = zoo.info("qgcn-gray")   # raises for a network that is not committed
+    assert base["init_from"] is None
     same = ("n_res", "crop", "batch", "hard_crop", "hard_batch", "lr", "lr_milestones", "steps", "hard_start")
-    assert {k: cont["budget_config"][k] for k in same} == {k: base["budget_config"][k] for k in same}
-    assert cont["qf"] == base["qf"] and cont["data"]["sources"] == base["data"]["sources"]
+    chain = zoo.lineage(name)   # init_from followed back: every link the same recipe on the same data
+    for link in chain[:-1]:
+        info = zoo.info(link)
+        assert {k: info["budget_config"][k] for k in same} == {k: base["budget_config"][k] for k in same}
+        assert info["qf"] == base["qf"] and info["data"]["sources"] == base["data"]["sources"]
+    assert chain == ["qgcn-gray-cont2", "qgcn-gray-cont", "qgcn-gray"]

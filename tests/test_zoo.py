@@ -121,3 +121,16 @@ def test_every_committed_manifest_lists_its_files_sha256():
         assert meta["filters_sha256"] == (checkpoint.sha256(flt) if flt.exists() else None), name
         if meta.get("file"):
             assert meta["sha256"] == checkpoint.sha256(zoo.CHECKPOINT_DIR / meta["file"]), name
+
+
+def test_lineage_follows_init_from_through_committed_manifests(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+    for name, init in [("a", None), ("b", "checkpoints/a.pt"), ("c", "runs/x/../checkpoints/b.pt"),
+                       ("d", "/elsewhere/not-committed.pt"), ("loop", "checkpoints/loop.pt")]:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "init_from": init}))
+    assert zoo.lineage("c") == ["c", "b", "a"]
+    assert zoo.lineage("a") == ["a"]
+    assert zoo.lineage("d") == ["d"]          # started from a file that is not a committed network
+    assert zoo.lineage("loop") == ["loop"]    # a manifest naming itself does not loop
+    with pytest.raises(ValueError, match="unknown model"):
+        zoo.lineage("missing")
