@@ -160,6 +160,8 @@ qgcn-cont-checkpoints: $(STAMP)
 	  --init-from checkpoints/qgcn-gray.pt --out runs/qgcn-gray-cont --publish qgcn-gray-cont
 	$(BIN)/python -m paperlib.models.qgcn --variant qgcn --gray --budget cpu --device $(DEVICE) --val set14 \
 	  --init-from checkpoints/qgcn-gray-cont.pt --out runs/qgcn-gray-cont2 --publish qgcn-gray-cont2
+	$(BIN)/python -m paperlib.models.qgcn --variant qgcn --gray --budget cpu --device $(DEVICE) --val set14 \
+	  --init-from checkpoints/qgcn-gray-cont2.pt --out runs/qgcn-gray-cont3 --publish qgcn-gray-cont3
 
 # The `paper` budgets on a lent GPU (issue 13), in priority order: CAS-CNN QF20, the other CAS-CNN QFs from it,
 # QGCN colour and gray at n_res 32, L8 QF20. One call trains for at most PAPER_SECONDS in all (a device command
