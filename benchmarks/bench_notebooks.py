@@ -45,10 +45,11 @@ def commit() -> str:
     return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def run(nb: str, env: dict, out: Path) -> tuple[float, str]:
-    """Wall time of the notebook's default run, and its slowest cell (papermill's per-cell durations)."""
+def run(nb: str, env: dict, out: Path, kind: str = "warm") -> tuple[float, str]:
+    """Wall time of the notebook's default run, and its slowest cell (papermill's per-cell durations, kept in
+    ``out/<nb>.<kind>.ipynb``)."""
     t0 = time.perf_counter()
-    result = out / f"{nb}.out.ipynb"
+    result = out / f"{nb}.{kind}.ipynb"
     subprocess.run([str(ROOT / ".venv" / "bin" / "papermill"), "--cwd", str(ROOT / "notebooks"),
                     str(ROOT / "notebooks" / f"{nb}.ipynb"), str(result), "-p", "out_dir",
                     str(out / nb), "--no-progress-bar"], env=env, check=True, capture_output=True)
@@ -110,7 +111,7 @@ def main():
             row = {"notebook": nb}
             if not a.warm_only:
                 log = tmp / f"{nb}.flops"
-                row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, out)
+                row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, out, "cold")
                 flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
                 bound = flops / (conv["gflops"] * 1e9)
                 row.update(network_tflop=flops / 1e12, compute_bound_s=bound,

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import jpeg
+from . import jpeg, machine
 from .patches import derive_seed
 
 __all__ = ["Restorer", "as_restorer", "FLOP_LOG"]
@@ -65,6 +65,7 @@ class Restorer:
         self.model, self.name = model, name or type(model).__name__
         self.batch, self.channels_last = int(batch), channels_last
         self.tile, self.max_pixels = int(tile), int(max_pixels)
+        machine.keep_freed_memory()
 
     @property
     def color(self) -> bool:

@@ -122,6 +122,7 @@ def flops_by_module(model: nn.Module, height: int = 64, width: int = 64, in_chan
 
 
 def _time_calls(fn, device: torch.device, min_time_s: float, warmup: int, max_calls: int | None) -> tuple[int, float]:
+    machine.keep_freed_memory()   # the allocator the notebooks and training run with
     for _ in range(warmup):
         fn()
     _sync(device)

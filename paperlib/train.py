@@ -374,6 +374,7 @@ def train(cfg: TrainConfig, models: dict, optimizers: dict, step_fn: Callable, b
     manifest: extra JSON fields for ``manifest.json`` (budget name, data description, ...).
     """
     out = Path(cfg.out_dir)
+    machine.keep_freed_memory()
     rank, world = init_distributed(cfg.device)
     main = rank == 0
     if main:
