@@ -10,8 +10,8 @@ layers, the same sum in another order (float rounding differs; ``tests/test_conv
 with float64; on 12 LIVE1 images L4 and L8 changed 16 of 8.3 M pixels by one grey level).
 
 Used only where no gradient is taken (evaluation, validation); training runs the library kernel.
-L4 and L8 use it (``models.svoboda``: their notebook's figures came out the same with it). CAS-CNN's
-and the generator's narrow layers still run the library kernel until their notebooks are checked the same way.
+L4 and L8 (``models.svoboda``), CAS-CNN's A^..D^ (``models.cascnn``) and the posterior generator's last layer
+(``models.posterior``) use it; their notebooks' figures came out the same with it.
 """
 from __future__ import annotations
 
@@ -43,12 +43,16 @@ def narrow_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
             x0, x1 = max(0, padding - j), min(wo, w + padding - j)
             out[:, :, y0:y1, x0:x1] += taps[i, j, :, :, y0 + i - padding:y1 + i - padding,
                                             x0 + j - padding:x1 + j - padding]
-    return out.permute(1, 0, 2, 3)
+    # in the input's layout with its strides, as the library returns it: a one-channel map is contiguous in both
+    # layouts, and only explicit channels_last strides keep later concatenations and up-samplings channels_last
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.empty((n, co, ho, wo), dtype=out.dtype, device=out.device,
+                       memory_format=fmt).copy_(out.permute(1, 0, 2, 3))
 
 
 def conv2d(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
     """``layer(x)``, through ``narrow_conv2d`` when no gradient is taken and the layer is a plain narrow one."""
-    if (torch.is_grad_enabled() or layer.out_channels > NARROW or layer.stride != (1, 1)
+    if (torch.is_grad_enabled() or type(layer) is not nn.Conv2d or layer.out_channels > NARROW or layer.stride != (1, 1)
             or layer.dilation != (1, 1) or layer.groups != 1 or layer.padding_mode != "zeros"
             or not isinstance(layer.padding, tuple) or len(set(layer.padding)) != 1
             or x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):
