@@ -74,8 +74,8 @@ def _count(model: nn.Module, height: int, width: int, in_channels: int, batch: i
     x = torch.zeros(batch, in_channels, height, width, device=device)
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    try:   # with a gradient every layer runs as the convolution it is (models.conv: narrow layers at inference)
+        with torch.enable_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         model.train(was_training)

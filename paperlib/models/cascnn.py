@@ -57,7 +57,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv import conv2d
 from .. import checkpoint as ckpt
 
 __all__ = ["CASCNN", "TABLE_I", "ms_loss", "output_loss", "load_cascnn",
@@ -98,7 +97,7 @@ class Layer(nn.Module):
         nn.init.uniform_(self.conv.bias, -bound, bound)
 
     def forward(self, x):
-        return self.act(conv2d(x, self.conv))   # A^..D^ (1 output): models.conv's faster form at inference
+        return self.act(self.conv(x))
 
 
 def _up(x):

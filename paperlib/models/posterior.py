@@ -94,8 +94,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv import conv2d
-
 __all__ = ["DenseBlock", "RRDB", "PosteriorNet", "ResBlock", "Critic", "Budget", "BUDGETS", "KINDS", "Losses",
            "TRAIN_SETS", "VAL_SETS", "QF_RANGE", "PERCEPTUAL_LAYER", "get_budget", "make_step_fn", "make_val_fn",
            "default_name", "train_posterior", "load_posterior", "project", "PROJECTION_MARGIN", "PROJECTION_ITERATIONS"]
@@ -232,7 +230,7 @@ class PosteriorNet(nn.Module):
             if zmap is not None:
                 u = torch.cat([u, self.up_gain[k] * zmap], 1)
             u = _lrelu(conv(u))
-        out = conv2d(_lrelu(self.hr(u)), self.last)   # 3 outputs: models.conv's faster form at inference
+        out = self.last(_lrelu(self.hr(u)))
         return (yp + out.to(yp.dtype))[..., :h, :w]
 
 
