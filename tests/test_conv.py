@@ -47,4 +47,3 @@ def test_svoboda_inference_matches_its_training_forward(arch):
         fast = net(x)
     slow = net(x)   # grad enabled: every layer through the library
     assert torch.allclose(fast, slow.detach(), atol=1e-5)
-

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 __all__ = ["NARROW", "conv2d", "narrow_conv2d"]
 
