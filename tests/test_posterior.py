@@ -251,3 +251,21 @@ def test_smoke_training_publish_load_restore(tmp_path):
         assert net.stochastic == (name == default_name())
         out = Restorer(net)([imgs[0]], qf=10, seed=0, samples=2 if net.stochastic else None)[0]
         assert out.shape == ((2,) if net.stochastic else ()) + imgs[0].shape
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_evaluation_forward_is_the_training_forward(channels_last):
+    """Without a gradient the generator activates its convolutions' outputs in place: the same output, bit for bit,
+    as the forward that training differentiates."""
+    g = _tiny(n_blocks=2)
+    for m in g.modules():   # nonzero weights everywhere (the last layer starts at zero)
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0, 0.05)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = g.to(memory_format=fmt)
+    y = torch.rand(2, 3, 40, 36).contiguous(memory_format=fmt)
+    z = g.noise(y, torch.Generator().manual_seed(3))
+    trained = g(y, z)
+    assert trained.requires_grad
+    with torch.inference_mode():
+        assert torch.equal(g(y, z), trained.detach())
