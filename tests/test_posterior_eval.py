@@ -175,6 +175,29 @@ def test_ours_p_of_a_stack_in_batches_is_each_draw_projected_alone(monkeypatch):
     assert not np.array_equal(together[0], together[1])   # each draw its own projection
 
 
+def test_ours_p_stops_passes_that_change_nothing(monkeypatch):
+    """Each image leaves the passes once it has settled: the same pixels as all 20 + 3 passes of Eq. 11 in a plain
+    loop, with fewer image-passes where restorations settle."""
+    from paperlib import diffjpeg
+    from paperlib.models import posterior
+    ref = _refs(1)["im0"]
+    dec, coefs = pe.jpeg_inputs({"a": ref}, 10)["a"]
+    rng = np.random.default_rng(1)
+    stack = np.stack([dec, np.clip(dec + rng.normal(0, 30, dec.shape), 0, 255).astype(np.uint8),
+                      np.zeros_like(dec), np.full_like(dec, 255)])   # the decode; noisy; all black; all white
+    # (the noisy one settles over about 10 passes, the others within 2)
+    x = torch.from_numpy(stack.astype(np.float64)).permute(0, 3, 1, 2)
+    for k in range(posterior.PROJECTION_ITERATIONS + 3):
+        x = diffjpeg.project(x, coefs, "pillow", margin=posterior.PROJECTION_MARGIN)
+        x = (torch.floor(x + 0.5) if k >= posterior.PROJECTION_ITERATIONS else x).clamp(0.0, 255.0)
+    every_pass = x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    passes = []
+    real = diffjpeg.project
+    monkeypatch.setattr(diffjpeg, "project", lambda im, *a, **kw: passes.append(len(im)) or real(im, *a, **kw))
+    assert np.array_equal(posterior.project(stack, coefs), every_pass)
+    assert passes[0] == 4 and sum(passes) < 4 * 23, passes
+
+
 # ---- measurements ------------------------------------------------------------------------------------------------
 
 def test_sample_statistics_closed_form():

@@ -104,6 +104,7 @@ PERCEPTUAL_LAYER = "relu5_4"
 QF_RANGE = (5, 50)
 PROJECTION_MARGIN = 0.25      # Ours-P: Eq. 11 clamps to +-(0.5 - margin) steps (see ``project``)
 PROJECTION_ITERATIONS = 20
+PROJECTION_SETTLED = 1e-12    # an image whose real-valued pass moves no value further than this (levels) has settled
 PROJECTION_BATCH = 16         # images of a stack projected together: 64 at once run 1.3x slower (float64 temporaries
                               # of 25 MB each for 128x128 RGB crops); the same pixels either way
 
@@ -562,6 +563,10 @@ def project(images, coefs, margin: float = PROJECTION_MARGIN, iterations: int = 
     coefficients out again. So [O]: Eq. 11 with a ``margin`` (clamp to +-(0.5 - margin) steps), alternated
     ``iterations`` times with clipping to 0..255 (projections onto two convex sets that both hold the original
     image), then 3 times with rounding to integers; returned rounded half up and clipped, same shape, uint8.
+    An image leaves the alternation once a pass moves none of its values by more than ``PROJECTION_SETTLED`` levels
+    (a fixed point: further passes only add float64 rounding, ~1e-14, to values that are then rounded to integers),
+    and leaves the rounded passes once one changes nothing (the next would change nothing either). Most restorations
+    settle within 2-10 passes; where clipping keeps moving coefficients out of the cell all passes run.
     Measured on 16 BSDS500 test crops (128 x 128, Pillow 4:2:0, QF 5/10/30/50; blurred, noisy and unchanged JPEG
     decodes as stand-in restorations): re-encoded with the input's tables they decode within 0.26 gray levels RMSE
     of the input (mean over images <= 0.04); with the margin but only the 3 rounded passes, up to 0.70; Eq. 11 once
@@ -580,10 +585,18 @@ def project(images, coefs, margin: float = PROJECTION_MARGIN, iterations: int = 
     out = []
     for i in range(0, len(a), PROJECTION_BATCH):
         x = torch.from_numpy(a[i:i + PROJECTION_BATCH].astype(np.float64))
-        x = x.permute(0, 3, 1, 2) if color else x[:, None]
-        for k in range(iterations + 3):
-            x = diffjpeg.project(x, coefs, codec, margin=margin)
-            x = (torch.floor(x + 0.5) if k >= iterations else x).clamp(0.0, 255.0)
+        x = (x.permute(0, 3, 1, 2) if color else x[:, None]).contiguous()
+        for passes, rounded, settled in ((iterations, False, PROJECTION_SETTLED), (3, True, 0.0)):
+            moving = torch.arange(len(x))
+            for _ in range(passes):
+                if not len(moving):
+                    break
+                before = x[moving]
+                y = diffjpeg.project(before, coefs, codec, margin=margin)
+                y = (torch.floor(y + 0.5) if rounded else y).clamp(0.0, 255.0)
+                step = (y - before).abs().amax(dim=(1, 2, 3))
+                x[moving] = y
+                moving = moving[step > settled]
         out.append((x.permute(0, 2, 3, 1) if color else x[:, 0]).numpy().astype(np.uint8))
     out = np.concatenate(out)
     return out if stack else out[0]
