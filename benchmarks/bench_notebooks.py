@@ -8,7 +8,9 @@ go to a temporary folder, never to ``figures/``. During the cold run every netwo
 appends its FLOPs to ``$PAPERLIB_FLOP_LOG`` (``restorer.FLOP_LOG``: counted with ``torch.utils.flop_counter``
 at the call's own input shape); the compute bound is those FLOPs over
 this machine's 3x3-convolution rate (128 channels, channels_last, fp32: the notebooks' inference
-precision on every machine), measured in the same run. Goal (issue 15): cold wall time <= 1.5 x the
+precision on every machine), measured in the same run: just before and just after each notebook's cold run, the
+bound taken at the mean of the two (on a shared machine the rate drifts over a run; one sample decided the ratio).
+Goal (issue 15): cold wall time <= 1.5 x the
 bound, warm <= 2 min for all notebooks together. Also times the test suite once (``--tests``).
 Writes ``figures/benchmarks/notebooks.{csv,md}`` with the CPU named. Hours on a 2-core CPU.
 ``--warm-only``: each notebook once, with the user's results cache as an earlier ``make figures`` left it
@@ -36,6 +38,12 @@ from paperlib import machine, report, speed
 from paperlib.restorer import FLOP_LOG
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def conv3x3_rate() -> float:
+    """GFLOP/s of the bound's convolution now (the notebooks infer in fp32 on every machine, so the bound is set by
+    the fp32 rate even where bf16 is native, where it would be about twice as fast)."""
+    return speed.conv3x3_gflops(128, 256, 256, bf16=False, min_time_s=2.0)["gflops"]
 
 
 def commit() -> str:
@@ -82,9 +90,7 @@ def main():
     if a.jobs > 1 and not a.warm_only:
         ap.error("--jobs needs --warm-only: the cold run compares each notebook alone with its compute bound")
     cpu = machine.describe("cpu")
-    # the notebooks' networks infer in fp32 on every machine (paperlib.restorer: the same digits everywhere), so the
-    # bound is set by the fp32 rate even where bf16 is native (where it would be about twice as fast)
-    conv = speed.conv3x3_gflops(128, 256, 256, bf16=False, min_time_s=2.0)
+    conv = {"gflops": conv3x3_rate(), "precision": "fp32"}   # the notebooks infer in fp32 (paperlib.restorer)
     rows = []
     stamp = {"commit": commit(), "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,17 +114,19 @@ def main():
             save(rows, a, conv, cpu, wall=wall, threads=threads)
             return
         for nb in a.notebooks:
-            row = {"notebook": nb}
+            row = {"notebook": nb, "conv3x3_gflops": conv["gflops"]}
             if not a.warm_only:
                 log = tmp / f"{nb}.flops"
+                start = conv["gflops"] if nb == a.notebooks[0] else conv3x3_rate()
                 row["cold_s"], row["cold_slowest_cell"] = run(nb, {**env, FLOP_LOG: str(log)}, out, "cold")
+                end = conv3x3_rate()
                 flops = sum(float(line.split("\t")[1]) for line in log.read_text().splitlines()) if log.exists() else 0.0
-                bound = flops / (conv["gflops"] * 1e9)
+                bound = flops / ((start + end) / 2 * 1e9)
                 row.update(network_tflop=flops / 1e12, compute_bound_s=bound,
-                           cold_over_bound=row["cold_s"] / bound if bound else float("nan"))
+                           cold_over_bound=row["cold_s"] / bound if bound else float("nan"),
+                           conv3x3_gflops=(start + end) / 2, conv3x3_gflops_start=start, conv3x3_gflops_end=end)
             row["warm_s"], row["warm_slowest_cell"] = run(nb, env, out)
-            rows.append({**row, "conv3x3_gflops": conv["gflops"], "cpu": cpu, "threads": torch.get_num_threads(),
-                         **stamp})
+            rows.append({**row, "cpu": cpu, "threads": torch.get_num_threads(), **stamp})
             print(rows[-1], flush=True)
             save(rows, a, conv, cpu)
         if not a.notebooks:   # --update --drop/--note with no notebook: write the table again, measuring nothing
@@ -153,10 +161,12 @@ def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, t
     rows = nbs + [total] + [r for r in rows if r not in nbs]
     out = report.figures_dir("benchmarks", a.out)
     cols = ["notebook", "cold_s", "warm_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell",
-            "warm_slowest_cell", "conv3x3_gflops", "cpu", "threads", "commit", "measured_at"]
+            "warm_slowest_cell", "conv3x3_gflops", "conv3x3_gflops_start", "conv3x3_gflops_end", "cpu", "threads",
+            "commit", "measured_at"]
     df = pd.DataFrame(rows).reindex(columns=cols)
     if a.warm_only:
-        df = df.drop(columns=["cold_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell"])
+        df = df.drop(columns=["cold_s", "network_tflop", "compute_bound_s", "cold_over_bound", "cold_slowest_cell",
+                              "conv3x3_gflops_start", "conv3x3_gflops_end"])
     report.save_table(df, out, "notebooks_warm" if a.warm_only else "notebooks",
                       f"Default runs of the notebooks on {cpu}, torch {torch.__version__}, {threads} "
                       "thread(s) each" + (f", {a.jobs} notebooks side by side (as make figures runs them)"
@@ -164,8 +174,9 @@ def save(rows: list[dict], a, conv: dict, cpu: str, wall: float | None = None, t
                                           else ", each notebook alone in its benchmark process") + ": " + ("warm only (the results cache as an earlier run left it, nothing changed)"
                                      if a.warm_only else "cold (empty results cache) and warm (nothing changed), and the "
                                      "compute bound = FLOPs of every network evaluation / this machine's 3x3-conv rate "
-                                     f"(128 channels, 256x256, channels_last, {conv['precision']}; measured at the start of "
-                                     "each row's run: conv3x3_gflops)")
+                                     f"(128 channels, 256x256, channels_last, {conv['precision']}): conv3x3_gflops, the mean "
+                                     "of the rate measured just before and just after the row's cold run (_start, _end; "
+                                     "a row without them was measured once, at the start of its run)")
                       + "; the slowest cell of each run (papermill's durations) (benchmarks/bench_notebooks.py). "
                       + (f"{a.note.rstrip('.')}. " if a.note else "") + "Goals: cold <= 1.5 x bound; warm <= 120 s in all.",
                       floatfmt=".1f")

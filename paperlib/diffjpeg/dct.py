@@ -23,6 +23,7 @@ real-valued cell of a JPEG is meant (projection, One-to-Many's loss), not the co
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -128,17 +129,26 @@ def dct_matrix(n: int, dtype=torch.float64, device=None) -> torch.Tensor:
     return c
 
 
+@functools.lru_cache(maxsize=None)
+def _dct_matrix(n: int, dtype, device) -> torch.Tensor:
+    """``dct_matrix`` made once per size, dtype and device (Ours-P's projection passes called it ~50,000 times per
+    notebook run); an ordinary tensor even when first asked for under ``torch.inference_mode``, so autograd can use
+    it later."""
+    with torch.inference_mode(False):
+        return dct_matrix(n, dtype, device)
+
+
 def dct(blocks: torch.Tensor) -> torch.Tensor:
     """Ideal orthonormal 2-D DCT of ``... x b x b`` blocks (b = 8, or 16: lowest 8x8 halved, as ``fdct``)."""
     b = blocks.shape[-1]
-    c = dct_matrix(b, blocks.dtype, blocks.device)
+    c = _dct_matrix(b, blocks.dtype, blocks.device)
     out = c @ blocks @ c.T
     return out if b == 8 else out[..., :8, :8] / 2.0
 
 
 def idct_float(coef: torch.Tensor, size: int = 8) -> torch.Tensor:
     """Inverse of ``dct`` (for size 16: zero-padded to 16x16 and doubled, the minimum-norm inverse)."""
-    c = dct_matrix(size, coef.dtype, coef.device)
+    c = _dct_matrix(size, coef.dtype, coef.device)
     if size == 16:
         coef = F.pad(coef * 2.0, (0, 8, 0, 8))
     return c.T @ coef @ c
