@@ -153,7 +153,7 @@ qgcn-checkpoints: $(STAMP)
 	$(BIN)/python -m paperlib.models.cascnn --qf 1-60 --budget cpu --device $(DEVICE) --val set14 \
 	  --out runs/cascnn-q1-60 --publish
 
-# Issue 13: `qgcn-gray`, whose validation curve was still rising, trained on: the same cpu recipe run twice more
+# Issue 13: `qgcn-gray`, whose validation curve was still rising, trained on: the same cpu recipe run four times more
 # from its weights (3,000 steps, 64x64 then 256x256 patches, the same learning-rate schedule). Resumable.
 qgcn-cont-checkpoints: $(STAMP)
 	$(BIN)/python -m paperlib.models.qgcn --variant qgcn --gray --budget cpu --device $(DEVICE) --val set14 \
@@ -162,6 +162,8 @@ qgcn-cont-checkpoints: $(STAMP)
 	  --init-from checkpoints/qgcn-gray-cont.pt --out runs/qgcn-gray-cont2 --publish qgcn-gray-cont2
 	$(BIN)/python -m paperlib.models.qgcn --variant qgcn --gray --budget cpu --device $(DEVICE) --val set14 \
 	  --init-from checkpoints/qgcn-gray-cont2.pt --out runs/qgcn-gray-cont3 --publish qgcn-gray-cont3
+	$(BIN)/python -m paperlib.models.qgcn --variant qgcn --gray --budget cpu --device $(DEVICE) --val set14 \
+	  --init-from checkpoints/qgcn-gray-cont3.pt --out runs/qgcn-gray-cont4 --publish qgcn-gray-cont4
 
 # The `paper` budgets on a lent GPU (issue 13), in priority order: CAS-CNN QF20, the other CAS-CNN QFs from it,
 # QGCN colour and gray at n_res 32, L8 QF20. One call trains for at most PAPER_SECONDS in all (a device command

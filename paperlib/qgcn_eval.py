@@ -34,10 +34,10 @@ TABLES = {"II": {"LIVE1": "live1-color", "BSDS500 test": "bsds500-test-color"},
 # our row label -> (committed network, the paper's method label or None for a row the paper does not print)
 COLOR_NETS = {"EDSR (ours)": ("edsr-color", "EDSR"), "QCN (ours)": ("qcn-color", "QCN"),
               "QGCN (ours)": ("qgcn-color", "QGCN")}
-# "cpu budget continued": `qgcn-gray` trained on with the same cpu recipe three times more, 3,000 steps each time
-# (issue 13; Makefile qgcn-cont-checkpoints: qgcn-gray -> qgcn-gray-cont -> qgcn-gray-cont2 -> qgcn-gray-cont3),
+# "cpu budget continued": `qgcn-gray` trained on with the same cpu recipe four times more, 3,000 steps each time
+# (issue 13; Makefile qgcn-cont-checkpoints: qgcn-gray -> qgcn-gray-cont -> ... -> qgcn-gray-cont4),
 # beside the cpu-budget row and compared with the same printed QGCN row
-GRAY_NETS = {"QGCN (ours)": ("qgcn-gray", "QGCN"), "QGCN (ours, cpu budget continued)": ("qgcn-gray-cont3", "QGCN"),
+GRAY_NETS = {"QGCN (ours)": ("qgcn-gray", "QGCN"), "QGCN (ours, cpu budget continued)": ("qgcn-gray-cont4", "QGCN"),
              "QCN (ours, extra)": ("qcn-gray", None), "EDSR (ours, extra)": ("edsr-gray", None)}
 CASCNN_NET = ("CAS-CNN (ours, QF1-60)", "cascnn-q1-60", "CAS-CNN")
 PUBLISHED_ONLY = {"II": ("AR-CNN",), "III": ("AR-CNN", "DnCNN-3", "DMCNN", "IDCN", "RNAN")}

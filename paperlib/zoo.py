@@ -34,8 +34,8 @@ def info(name: str) -> dict:
 
 def lineage(name: str) -> list:
     """``name`` and the committed networks it was trained on from, newest first: ``init_from`` followed back while
-    it names a checkpoint of ``checkpoints/`` (``qgcn-gray-cont3`` -> ``qgcn-gray-cont2`` -> ``qgcn-gray-cont`` ->
-    ``qgcn-gray``)."""
+    it names a checkpoint of ``checkpoints/`` (``qgcn-gray-cont4`` -> ``qgcn-gray-cont3`` -> ``qgcn-gray-cont2`` ->
+    ``qgcn-gray-cont`` -> ``qgcn-gray``)."""
     chain = [name]
     while True:
         init = info(chain[-1]).get("init_from")

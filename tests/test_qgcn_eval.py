@@ -270,4 +270,4 @@ def test_the_continued_gray_row_is_qgcn_gray_trained_on_with_its_recipe():
         info = zoo.info(link)
         assert {k: info["budget_config"][k] for k in same} == {k: base["budget_config"][k] for k in same}
         assert info["qf"] == base["qf"] and info["data"]["sources"] == base["data"]["sources"]
-    assert chain == ["qgcn-gray-cont3", "qgcn-gray-cont2", "qgcn-gray-cont", "qgcn-gray"]
+    assert chain == ["qgcn-gray-cont4", "qgcn-gray-cont3", "qgcn-gray-cont2", "qgcn-gray-cont", "qgcn-gray"]
