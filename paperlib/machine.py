@@ -22,8 +22,14 @@ in bf16 vs 149 in fp32 on an AVX2 EPYC). So bf16 is a choice made per device:
   15-19 % faster on a 2-core EPYC, one thread. The arithmetic is the same, only where
   the buffers come from changes. The cost: a process keeps the memory it once
   used (L8, then CAS-CNN, on photos: 3.1 GB resident against a 1.8 GB peak by
-  default). Called where networks run (``restorer``, ``train``, ``speed``); a
-  no-op off glibc.
+  default). Called where networks run (``restorer``, ``train``, ``speed``) and
+  where images are scored in bulk (``protocols.evaluate``: the metrics' float64
+  planes are faulted in afresh too; PSNR, SSIM and PSNR-B of a LIVE1 image took
+  55 ms with the default, 31 ms with it, gray; ``figures/benchmarks/metrics.md``);
+  a no-op off glibc.
+
+torch is imported only by the functions that ask it something, so that scoring
+JPEG rows does not pay for importing it.
 """
 from __future__ import annotations
 
@@ -32,8 +38,6 @@ import ctypes.util
 import os
 import platform
 from functools import lru_cache
-
-import torch
 
 __all__ = ["cpu_info", "bf16_native", "resolve_bf16", "precision_label", "describe", "keep_freed_memory",
            "NOT_NATIVE"]
@@ -55,6 +59,7 @@ def _cpu_model() -> str:
 
 
 def _flag(name: str) -> bool:
+    import torch
     fn = getattr(torch.cpu, name, None)
     try:
         return bool(fn()) if fn is not None else False
@@ -64,6 +69,7 @@ def _flag(name: str) -> bool:
 
 def cpu_info() -> dict:
     """CPU model, the ISA torch dispatches to, bf16/AMX flags, the oneDNN ISA cap (if set), threads."""
+    import torch
     return {"model": _cpu_model(), "arch": platform.machine(),
             "capability": torch.backends.cpu.get_cpu_capability(),
             "avx512_bf16": _flag("_is_avx512_bf16_supported"), "amx": _flag("_is_amx_tile_supported"),
@@ -73,6 +79,7 @@ def cpu_info() -> dict:
 
 def bf16_native(device="cpu") -> bool:
     """Does ``device`` compute bf16 natively (so that autocast is faster than fp32, not emulated)?"""
+    import torch
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -101,6 +108,7 @@ def precision_label(bf16: bool) -> str:
 
 def describe(device="cpu") -> str:
     """One line for manifests and tables: ``cpu (AMD EPYC, AVX2)`` or ``cuda (NVIDIA H200)``."""
+    import torch
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"

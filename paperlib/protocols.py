@@ -153,7 +153,8 @@ def evaluate(paths: Iterable, qfs: Iterable[int], protocol: Protocol | str = GRA
     their content and code are unchanged (``paperlib.cache``; ``PAPERLIB_NO_CACHE=1``
     turns it off); networks are scored with ``paperlib.evaluation``.
     """
-    from . import cache
+    from . import cache, machine
+    machine.keep_freed_memory()
     protocol = get(protocol) if isinstance(protocol, str) else protocol
     paths = [Path(p) for p in paths]
     qfs = [jpeg.check_qf(q) for q in qfs]

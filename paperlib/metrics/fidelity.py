@@ -1,5 +1,10 @@
 """PSNR, SSIM, PSNR-B and IPSNR on uint8-valued images (peak 255), vectorised numpy.
 
+Every sum over pixels (squared errors, SSIM's window moments, PSNR-B's boundary
+differences) is of integers below 2**53 when the images hold integers, so it is
+exact in float64 whatever the summation order; the only rounding is in the
+divisions and the final formula.
+
 The variants that reproduce the published tables are the defaults; the others
 exist so the protocols notebook can show how much each convention moves a
 number. See docs/conventions.md for the measurements behind each choice.
@@ -9,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 __all__ = ["psnr", "ssim", "psnrb", "blocking_effect_factor", "ipsnr", "SSIM_WINDOWS", "PSNRB_COUNTS"]
 
@@ -27,11 +31,17 @@ def _pair(ref, test):
         raise ValueError(f"size mismatch: reference {ref.shape} vs test {test.shape}")
     if not (ref.ndim == 2 or ref.ndim == 3 and ref.shape[2] == 3):
         raise ValueError(f"expected HxW or HxWx3 images, got shape {ref.shape}")
-    ref = ref.astype(np.float64)
-    test = test.astype(np.float64)
-    if not (np.isfinite(ref).all() and np.isfinite(test).all()):
+    floats = ref.dtype.kind not in "biu" or test.dtype.kind not in "biu"
+    ref = ref.astype(np.float64, copy=False)
+    test = test.astype(np.float64, copy=False)
+    if floats and not (np.isfinite(ref).all() and np.isfinite(test).all()):
         raise ValueError("image contains NaN or infinite values")
     return ref, test
+
+
+def _mse(ref: np.ndarray, test: np.ndarray) -> float:
+    d = (ref - test).ravel()
+    return float(d @ d) / d.size
 
 
 def _psnr_from_mse(mse: float) -> float:
@@ -40,14 +50,20 @@ def _psnr_from_mse(mse: float) -> float:
 
 def psnr(ref, test) -> float:
     """PSNR in dB, MSE over every value of the image (all channels)."""
-    ref, test = _pair(ref, test)
-    return _psnr_from_mse(float(np.mean((ref - test) ** 2)))
+    return _psnr_from_mse(_mse(*_pair(ref, test)))
 
 
-def _box_mean_valid(x: np.ndarray, k: int) -> np.ndarray:
-    """Mean over every k x k window fully inside ``x`` (MATLAB ``filter2(.., 'valid')``)."""
-    lo, hi = k // 2, k - 1 - k // 2  # scipy centres an even window at k//2
-    return uniform_filter(x, size=k, mode="constant")[lo:x.shape[0] - hi, lo:x.shape[1] - hi]
+def _box_sum_valid(x: np.ndarray, k: int) -> np.ndarray:
+    """Sum over every k x k window fully inside ``x`` (MATLAB ``filter2(ones(k), .., 'valid')``): k shifted
+    row slices added, then k shifted column slices, in place."""
+    h, w = x.shape
+    rows = x[:h - k + 1].copy()
+    for i in range(1, k):
+        rows += x[i:h - k + 1 + i]
+    out = rows[:, :w - k + 1].copy()
+    for j in range(1, k):
+        out += rows[:, j:w - k + 1 + j]
+    return out
 
 
 def _ssim_uniform(ref: np.ndarray, test: np.ndarray, k: int = 8, sample: bool = False) -> float:
@@ -59,11 +75,12 @@ def _ssim_uniform(ref: np.ndarray, test: np.ndarray, k: int = 8, sample: bool = 
     if min(ref.shape[:2]) < k:
         raise ValueError(f"image smaller than the {k}x{k} SSIM window")
     c1, c2 = (0.01 * PEAK) ** 2, (0.03 * PEAK) ** 2
-    norm = k * k / (k * k - 1) if sample else 1.0
-    mu_x, mu_y = _box_mean_valid(ref, k), _box_mean_valid(test, k)
-    sxx = norm * (_box_mean_valid(ref * ref, k) - mu_x ** 2)
-    syy = norm * (_box_mean_valid(test * test, k) - mu_y ** 2)
-    sxy = norm * (_box_mean_valid(ref * test, k) - mu_x * mu_y)
+    n = k * k
+    norm = n / (n - 1) if sample else 1.0
+    mu_x, mu_y = _box_sum_valid(ref, k) / n, _box_sum_valid(test, k) / n
+    sxx = norm * (_box_sum_valid(ref * ref, k) / n - mu_x ** 2)
+    syy = norm * (_box_sum_valid(test * test, k) / n - mu_y ** 2)
+    sxy = norm * (_box_sum_valid(ref * test, k) / n - mu_x * mu_y)
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2)
     return float(np.mean(num / den))
@@ -82,7 +99,7 @@ def ssim(ref, test, window: str = "uniform8") -> float:
         raise ValueError(f"window must be one of {SSIM_WINDOWS}, got {window!r}")
     if window in ("uniform8", "skimage"):  # scikit-image's default equals a 7x7 valid-region box
         k, sample = (8, False) if window == "uniform8" else (7, True)
-        if ref.ndim == 3:  # channel planes made contiguous: strided cumsums are several times slower
+        if ref.ndim == 3:  # channel planes made contiguous: strided running sums are several times slower
             ref, test = np.ascontiguousarray(np.moveaxis(ref, 2, 0)), np.ascontiguousarray(np.moveaxis(test, 2, 0))
             return float(np.mean([_ssim_uniform(ref[c], test[c], k, sample) for c in range(3)]))
         return _ssim_uniform(ref, test, k, sample)
@@ -108,18 +125,15 @@ def blocking_effect_factor(img, block: int = 8, counts: str = "fractional") -> f
     h, w = x.shape[:2]
     if min(h, w) < 2:
         raise ValueError("image too small for PSNR-B")
-    dh = ((x[:, :-1] - x[:, 1:]) ** 2).sum(axis=2)  # H x (W-1), pair (j, j+1) at column j
-    dv = ((x[:-1, :] - x[1:, :]) ** 2).sum(axis=2)  # (H-1) x W
-    bh = np.zeros(w - 1, bool)
-    bh[block - 1::block] = True
-    bv = np.zeros(h - 1, bool)
-    bv[block - 1::block] = True
-    sum_b = dh[:, bh].sum() + dv[bv, :].sum()
-    sum_bc = dh[:, ~bh].sum() + dv[~bv, :].sum()
+    dh = np.square(x[:, 1:] - x[:, :-1])  # H x (W-1) x C, pair (j, j+1) at column j
+    dv = np.square(x[1:] - x[:-1])        # (H-1) x W x C
+    # boundary pairs: columns (rows) block-1, 2*block-1, ...; the other pairs are the rest of the total
+    sum_b = dh[:, block - 1::block].sum() + dv[block - 1::block].sum()
+    sum_bc = dh.sum() + dv.sum() - sum_b
     if counts == "fractional":
         n_hb, n_vb = h * (w / block - 1), w * (h / block - 1)
     else:
-        n_hb, n_vb = h * bh.sum(), w * bv.sum()
+        n_hb, n_vb = h * len(range(block - 1, w - 1, block)), w * len(range(block - 1, h - 1, block))
     n_hbc, n_vbc = h * (w - 1) - n_hb, w * (h - 1) - n_vb
     if n_hb + n_vb <= 0:
         return 0.0
@@ -132,8 +146,7 @@ def blocking_effect_factor(img, block: int = 8, counts: str = "fractional") -> f
 def psnrb(ref, test, counts: str = "fractional") -> float:
     """PSNR-B (Yim & Bovik 2011): MSE of ``test`` plus the BEF of ``test``, in dB."""
     ref, test = _pair(ref, test)
-    mse = float(np.mean((ref - test) ** 2))
-    return _psnr_from_mse(mse + blocking_effect_factor(test, counts=counts))
+    return _psnr_from_mse(_mse(ref, test) + blocking_effect_factor(test, counts=counts))
 
 
 def ipsnr(ref, restored, degraded) -> float:
