@@ -44,6 +44,17 @@ def test_ssim_skimage_variant_equals_scikit_image(shape):
     assert metrics.ssim(ref, test, window="skimage") == pytest.approx(expected, abs=1e-10)
 
 
+@pytest.mark.parametrize("window", ["uniform8", "skimage"])
+@pytest.mark.parametrize("shape", [(40, 56), (33, 29, 3)])
+def test_ssim_of_uint8_images_is_the_float64_ssim_bit_for_bit(window, shape):
+    # uint8 window sums run in float32; the same values given as float64 are summed in float64. Both are exact
+    # only if no sum reaches 2**24: the largest, 64 * 255**2, comes from windows of 255s (the top left corner)
+    ref, test = _pair(shape, seed=5)
+    ref[:12, :12] = 255
+    test[:10, :10] = 255
+    assert metrics.ssim(ref, test, window) == metrics.ssim(ref.astype(np.float64), test.astype(np.float64), window)
+
+
 def test_ssim_variants_identity_and_order():
     ref, test = _pair()
     for w in metrics.SSIM_WINDOWS:

@@ -3,7 +3,8 @@
 Every sum over pixels (squared errors, SSIM's window moments, PSNR-B's boundary
 differences) is of integers below 2**53 when the images hold integers, so it is
 exact in float64 whatever the summation order; the only rounding is in the
-divisions and the final formula.
+divisions and the final formula. SSIM's window sums of uint8 images are taken
+in float32, where they are exact too (each below 2**24).
 
 The variants that reproduce the published tables are the defaults; the others
 exist so the protocols notebook can show how much each convention moves a
@@ -22,7 +23,7 @@ SSIM_WINDOWS = ("uniform8", "skimage", "gaussian11")
 PSNRB_COUNTS = ("fractional", "exact")
 
 
-def _pair(ref, test):
+def _pair(ref, test, dtype=np.float64):
     ref = np.asarray(ref)
     test = np.asarray(test)
     if ref.size == 0 or test.size == 0:
@@ -32,8 +33,8 @@ def _pair(ref, test):
     if not (ref.ndim == 2 or ref.ndim == 3 and ref.shape[2] == 3):
         raise ValueError(f"expected HxW or HxWx3 images, got shape {ref.shape}")
     floats = ref.dtype.kind not in "biu" or test.dtype.kind not in "biu"
-    ref = ref.astype(np.float64, copy=False)
-    test = test.astype(np.float64, copy=False)
+    ref = ref.astype(dtype, copy=False)
+    test = test.astype(dtype, copy=False)
     if floats and not (np.isfinite(ref).all() and np.isfinite(test).all()):
         raise ValueError("image contains NaN or infinite values")
     return ref, test
@@ -77,10 +78,14 @@ def _ssim_uniform(ref: np.ndarray, test: np.ndarray, k: int = 8, sample: bool = 
     c1, c2 = (0.01 * PEAK) ** 2, (0.03 * PEAK) ** 2
     n = k * k
     norm = n / (n - 1) if sample else 1.0
-    mu_x, mu_y = _box_sum_valid(ref, k) / n, _box_sum_valid(test, k) / n
-    sxx = norm * (_box_sum_valid(ref * ref, k) / n - mu_x ** 2)
-    syy = norm * (_box_sum_valid(test * test, k) / n - mu_y ** 2)
-    sxy = norm * (_box_sum_valid(ref * test, k) / n - mu_x * mu_y)
+
+    def mean(x):  # window sums in the images' dtype, the mean in float64
+        return _box_sum_valid(x, k).astype(np.float64, copy=False) / n
+
+    mu_x, mu_y = mean(ref), mean(test)
+    sxx = norm * (mean(ref * ref) - mu_x ** 2)
+    syy = norm * (mean(test * test) - mu_y ** 2)
+    sxy = norm * (mean(ref * test) - mu_x * mu_y)
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2)
     return float(np.mean(num / den))
@@ -94,15 +99,19 @@ def ssim(ref, test, window: str = "uniform8") -> float:
       ``skimage``    scikit-image defaults: 7x7 uniform, sample covariance (the colour protocol)
       ``gaussian11`` 11x11 Gaussian sigma 1.5, population covariance (the SSIM paper's window)
     """
-    ref, test = _pair(ref, test)
     if window not in SSIM_WINDOWS:
         raise ValueError(f"window must be one of {SSIM_WINDOWS}, got {window!r}")
     if window in ("uniform8", "skimage"):  # scikit-image's default equals a 7x7 valid-region box
         k, sample = (8, False) if window == "uniform8" else (7, True)
+        # 8-bit images: every window sum is an integer below 64 * 255**2 < 2**24, exact in float32 at half the
+        # memory traffic of float64; the moments and the formula are float64 for any input
+        eight_bit = np.asarray(ref).dtype == np.uint8 and np.asarray(test).dtype == np.uint8
+        ref, test = _pair(ref, test, np.float32 if eight_bit else np.float64)
         if ref.ndim == 3:  # channel planes made contiguous: strided running sums are several times slower
             ref, test = np.ascontiguousarray(np.moveaxis(ref, 2, 0)), np.ascontiguousarray(np.moveaxis(test, 2, 0))
             return float(np.mean([_ssim_uniform(ref[c], test[c], k, sample) for c in range(3)]))
         return _ssim_uniform(ref, test, k, sample)
+    ref, test = _pair(ref, test)
     from skimage.metrics import structural_similarity
     return float(structural_similarity(ref, test, data_range=PEAK, channel_axis=-1 if ref.ndim == 3 else None,
                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
